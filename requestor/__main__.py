@@ -1,0 +1,3 @@
+from requestor.cli.main import main
+
+main()

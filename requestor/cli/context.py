@@ -1,0 +1,45 @@
+"""The one object in ``ctx.obj``: settings, consoles and output mode, built lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from requestor.settings import Settings
+
+
+@dataclass
+class AppContext:
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+    _console: Console | None = field(default=None, repr=False)
+    _err_console: Console | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from requestor.settings import load_settings
+
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def console(self) -> Console:
+        """stdout: tables, panels, JSON."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, soft_wrap=False)
+        return self._console
+
+    @property
+    def err_console(self) -> Console:
+        """stderr: spinners, progress and warnings, so stdout stays clean for pipes."""
+        if self._err_console is None:
+            from rich.console import Console
+
+            self._err_console = Console(stderr=True, highlight=False)
+        return self._err_console

@@ -1,0 +1,84 @@
+"""The ``golem`` entry point: the root group and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from requestor import __version__
+from requestor.cli.context import AppContext
+from requestor.cli.lazy import LazyGroup
+from requestor.errors import ExitCode, GolemError
+from requestor.text import clean
+
+ROOT_COMMANDS = {
+    "vm": "requestor.cli.vm:vm",
+    "devnet": "requestor.cli.devnet:devnet",
+}
+
+
+class RootGroup(LazyGroup):
+    """Maps every error to a message, a hint and an exit code, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GolemError as error:
+            _fail(ctx, error.message, error.hint, error.exit_code, error)
+        except KeyboardInterrupt as error:
+            _fail(ctx, "Interrupted.", None, ExitCode.INTERRUPTED, error)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:  # a bug: never show a traceback unless asked
+            _fail(
+                ctx,
+                f"Unexpected internal error: {type(error).__name__}: {error}",
+                "Run again with 'golem --debug ...' for the traceback, and report it.",
+                ExitCode.FAILED,
+                error,
+            )
+
+
+def _fail(ctx: click.Context, message: str, hint: str | None, code: int,
+          error: BaseException) -> NoReturn:
+    app = ctx.find_object(AppContext)
+    if app is not None and app.debug:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+    click.echo(f"Error: {clean(message, limit=2000)}", err=True)
+    if hint:
+        click.echo(f"Solution: {clean(hint, limit=2000)}", err=True)
+    ctx.exit(code)
+
+
+@click.group(
+    cls=RootGroup,
+    lazy_subcommands=ROOT_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", "-V", prog_name="golem")
+@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """golem: rent virtual machines on the Golem Network and get a shell on them.
+
+    \b
+    Try it locally, without any network:
+      golem devnet up                       # in one shell
+      eval "$(cat ~/.golem/devnet/env)"     # in another (or paste the export lines)
+      golem vm providers
+      golem vm create my-vm --cpu 1 --memory 1 --storage 10
+      golem vm ssh my-vm
+    """
+    ctx.obj = AppContext(debug=debug)
+
+
+def main() -> None:
+    cli(prog_name="golem")
+
+
+if __name__ == "__main__":
+    main()

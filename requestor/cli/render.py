@@ -1,0 +1,236 @@
+"""How results look: the spec's tables and panels (rich), and ``--json`` output.
+
+Anything a provider or discovery sent goes through ``requestor.text.clean`` and
+into ``rich.text.Text``, never into markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from requestor.db.models import VM, VMStatus
+from requestor.text import clean
+
+if TYPE_CHECKING:
+    from requestor.services.vms import BulkReport, CreateResult, Outcome, ProviderListing
+
+RULE_WIDTH = 48
+_STATUS_STYLE = {
+    VMStatus.RUNNING: "green",
+    VMStatus.CREATING: "cyan",
+    VMStatus.STOPPING: "yellow",
+    VMStatus.STOPPED: "yellow",
+    VMStatus.ERROR: "red",
+    VMStatus.DELETED: "dim",
+    VMStatus.UNREACHABLE: "magenta",
+    VMStatus.GONE: "dim red",
+}
+
+
+def safe(value: object, limit: int = 120) -> Text:
+    return Text(clean(value, limit))
+
+
+def _framed(console: Console, title: str, body: RenderableType | None) -> None:
+    width = RULE_WIDTH
+    if isinstance(body, Table):
+        width = max(width, console.measure(body).maximum)
+    width = min(width, console.width)
+    console.print("─" * width, style="dim")
+    console.print(Text(f"  {title}", style="bold"))
+    console.print("─" * width, style="dim")
+    if body is not None:
+        console.print(body)
+        console.print("─" * width, style="dim")
+
+
+def _plain_table(*columns: str) -> Table:
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold",
+                  padding=(0, 2, 0, 0))
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
+
+
+def resources_text(cpu: int, memory: int, storage: int | None = None) -> str:
+    text = f"{cpu} CPU, {memory}GB RAM"
+    return text if storage is None else f"{text}, {storage}GB Storage"
+
+
+def status_text(status: VMStatus) -> Text:
+    return Text(f"● {status.value}", style=_STATUS_STYLE.get(status, ""))
+
+
+# --- providers -------------------------------------------------------------------
+
+
+def providers(console: Console, listing: ProviderListing) -> None:
+    views = listing.providers
+    table = _plain_table("Provider ID", "Country", "CPU", "Memory", "Storage", "Status")
+    for view in views:
+        ad = view.advertisement
+        if view.reachable is None:
+            state = Text("? not probed", style="dim")
+        elif view.reachable:
+            state = Text(f"● online {view.latency_ms or 0:.0f} ms", style="green")
+        else:
+            state = Text(f"○ offline ({clean(view.error or 'no answer', 60)})", style="red")
+        table.add_row(
+            safe(ad.provider_id, 66), Text(f"🌍 {clean(ad.country or '??', 8)}"),
+            Text(f"💻 {ad.resources.cpu}"), Text(f"🧠 {ad.resources.memory}GB"),
+            Text(f"💾 {ad.resources.storage}GB"), state,
+        )
+    _framed(console, f"🌍 Available Providers ({len(views)} total)", table)
+
+
+def providers_json(listing: ProviderListing) -> list[dict[str, Any]]:
+    return [
+        {
+            "provider_id": v.advertisement.provider_id,
+            "ip_address": v.advertisement.ip_address,
+            "country": v.advertisement.country,
+            "resources": v.advertisement.resources.model_dump(),
+            "reachable": v.reachable,
+            "latency_ms": None if v.latency_ms is None else round(v.latency_ms, 1),
+            "error": v.error,
+            "updated_at": _iso(v.advertisement.updated_at),
+        }
+        for v in listing.providers
+    ]
+
+
+# --- VMs -------------------------------------------------------------------------
+
+
+def vm_list(console: Console, vms: Sequence[VM]) -> None:
+    table = _plain_table("Name", "Status", "IP Address", "Resources")
+    for vm in vms:
+        table.add_row(
+            safe(vm.name, 64), status_text(vm.status), safe(vm.ssh_host or vm.provider_ip, 64),
+            Text(resources_text(vm.cpu, vm.memory)),
+        )
+    _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
+
+
+def vm_json(vm: VM) -> dict[str, Any]:
+    from requestor.ssh.hostkeys import fingerprint
+
+    return {
+        "name": vm.name,
+        "status": vm.status.value,
+        "provider_id": vm.provider_id,
+        "provider_ip": vm.provider_ip,
+        "provider_vm_name": vm.provider_vm_name,
+        "ip_address": vm.ssh_host or vm.provider_ip,
+        "ssh_port": vm.ssh_port,
+        "ssh_user": vm.ssh_user,
+        "ssh_key_path": vm.ssh_key_path,
+        "host_key_fingerprint": fingerprint(vm.host_key) if vm.host_key else None,
+        "resources": {"cpu": vm.cpu, "memory": vm.memory, "storage": vm.storage},
+        "last_error": vm.last_error,
+        "created_at": _iso(vm.created_at),
+        "updated_at": _iso(vm.updated_at),
+    }
+
+
+def _section(console: Console, title: str, rows: Iterable[tuple[str, str]]) -> None:
+    console.print()
+    console.print(Text(f"  {title}", style="bold"))
+    console.print(Text("  " + "┈" * 27, style="dim"))
+    for label, value in rows:
+        console.print(Text(f"  {label}: ") + Text(value))
+
+
+def deployed(console: Console, result: CreateResult) -> None:
+    vm = result.vm
+    host, port = vm.ssh_host or vm.provider_ip, vm.ssh_port
+    key = _home_relative(vm.ssh_key_path or "~/.golem/ssh/id_ed25519")
+    console.print("─" * RULE_WIDTH, style="dim")
+    console.print(Text("  🎉 VM Deployed Successfully!", style="bold green"))
+    console.print("─" * RULE_WIDTH, style="dim")
+    _section(console, "VM Details", [
+        ("🏷️  Name     ", clean(vm.name, 64)),
+        ("💻 Resources ", resources_text(vm.cpu, vm.memory, vm.storage)),
+        ("🟢 Status    ", vm.status.value),
+    ])
+    _section(console, "Connection Details", [
+        ("🌐 IP Address", clean(host, 64)),
+        ("🔌 Port      ", str(port)),
+    ])
+    _section(console, "Quick Connect", [
+        ("🔑 SSH Command ", f"ssh -i {key} -p {port} {vm.ssh_user}@{clean(host, 64)}"),
+        ("💡 Or simply   ", f"golem vm ssh {vm.name}"),
+    ])
+    console.print("─" * RULE_WIDTH, style="dim")
+
+
+def _home_relative(path: str) -> str:
+    from pathlib import Path
+
+    home = str(Path.home())
+    return "~" + path[len(home):] if path.startswith(home + "/") else path
+
+
+# --- actions on several VMs --------------------------------------------------------
+
+_PAST = {"start": "Started", "stop": "Stopped", "destroy": "Destroyed", "refresh": "Refreshed"}
+
+
+def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
+    mark = "✓" if outcome.ok else "✗"
+    note = " (already)" if outcome.result.value == "already" else ""
+    console.print(Text(f"{mark} {_PAST[action]} {clean(outcome.name, 64)}{note}",
+                       style="green" if outcome.ok else "red"))
+
+
+def bulk(console: Console, report: BulkReport) -> None:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("Name", "Provider", "Result", "Status", "Error"):
+        table.add_column(column, overflow="fold")
+    style = {"done": "green", "already": "green", "failed": "red", "cancelled": "yellow"}
+    for outcome in sorted(report.outcomes, key=lambda o: (o.ok, o.name)):
+        table.add_row(
+            safe(outcome.name, 64), safe(outcome.provider, 40),
+            Text(outcome.result.value, style=style[outcome.result.value]),
+            Text(outcome.status.value if outcome.status else "removed"),
+            safe(outcome.error or "", 200),
+        )
+    console.print(table)
+    console.print(summary_line(report))
+
+
+def summary_line(report: BulkReport) -> Text:
+    verb = _PAST[report.action.value].lower()
+    text = Text(f"{report.action.value}: {report.succeeded} {verb}", style="bold")
+    if report.failed:
+        text.append(f", {report.failed} failed", style="bold red")
+    text.append(f" of {len(report.outcomes)} in {report.seconds:.2f} s")
+    if report.interrupted:
+        text.append(" (interrupted)", style="yellow")
+    return text
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "name": outcome.name,
+        "provider_id": outcome.provider,
+        "result": outcome.result.value,
+        "ok": outcome.ok,
+        "status": outcome.status.value if outcome.status else None,
+        "error": outcome.error,
+    }
+
+
+def dump_json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()

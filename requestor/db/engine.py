@@ -1,0 +1,166 @@
+"""The one way to reach the local database: an async engine with SQLite set up for
+several ``golem`` processes at once, and short read or write transactions.
+
+Why the pragmas and the explicit BEGIN: with pysqlite's own transaction handling,
+two processes that both upgrade a read to a write fail at once with "database is
+locked" (busy_timeout does not help there), and updates can be lost. Write
+transactions therefore start with ``BEGIN IMMEDIATE``, which waits on the busy
+timeout for the write lock instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from requestor.errors import StateError
+
+BUSY_TIMEOUT_MS = 30_000
+_BEGIN_MODE = "golem_begin"
+
+
+def _prepare_directory(db_path: Path) -> None:
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as error:
+        raise StateError(
+            f"Cannot create the folder for the database {db_path.parent}: {error.strerror}",
+            hint="Set GOLEM_REQUESTOR_DB_PATH or GOLEM_REQUESTOR_BASE_DIR to a writable place.",
+        ) from None
+    if db_path.exists() and not os.access(db_path, os.R_OK | os.W_OK):
+        raise StateError(
+            f"The database {db_path} is not readable and writable by you",
+            hint="Fix its permissions, or point GOLEM_REQUESTOR_DB_PATH elsewhere.",
+        )
+
+
+def create_engine(db_path: Path) -> AsyncEngine:
+    """An engine whose connections use WAL, a busy timeout and explicit BEGINs."""
+    _prepare_directory(db_path)
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{db_path}",
+        connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the driver; the "begin" hook below emits it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    """Engine plus session factories. ``async with Database(path) as db`` brings the
+    schema to head first (cheaply when it already is), and disposes the engine on
+    exit: aiosqlite's worker threads are not daemons and would hang the process.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path
+        self.engine = create_engine(db_path)
+        self._read_sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=False
+        )
+        self._write_sessions = async_sessionmaker(
+            self.engine.execution_options(**{_BEGIN_MODE: "IMMEDIATE"}),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+
+    async def __aenter__(self) -> Database:
+        from requestor.db.migrate import ensure_schema
+
+        try:
+            await ensure_schema(self.engine, self.path)
+        except BaseException:
+            await self.engine.dispose()
+            raise
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A short read-only transaction."""
+        async with (
+            self._read_sessions() as session,
+            _translate_errors(self.path),
+            session.begin(),
+        ):
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A short write transaction (``BEGIN IMMEDIATE``), committed on exit.
+
+        Never hold one across a network call.
+        """
+        async with (
+            self._write_sessions() as session,
+            _translate_errors(self.path),
+            session.begin(),
+        ):
+            yield session
+
+
+@asynccontextmanager
+async def _translate_errors(db_path: Path) -> AsyncIterator[None]:
+    try:
+        yield
+    except DatabaseError as error:
+        # OperationalError (locked, I/O) and the plain DatabaseError that pysqlite raises
+        # for "file is not a database" / "malformed"; IntegrityError etc. stay as they are.
+        if not is_file_error(error):
+            raise
+        raise database_error(db_path, error) from error
+
+
+def is_file_error(error: DatabaseError) -> bool:
+    """True when the error is about the database file itself, not about one statement."""
+    return isinstance(error, OperationalError) or type(error) is DatabaseError
+
+
+def database_error(db_path: Path, error: DatabaseError) -> StateError:
+    text = str(error.orig) if error.orig is not None else str(error)
+    if "locked" in text or "busy" in text:
+        return StateError(
+            f"The database {db_path} stayed locked by another golem process",
+            hint="Wait for other golem commands to finish, then try again.",
+        )
+    if "not a database" in text or "malformed" in text:
+        return StateError(
+            f"The database {db_path} is not a readable SQLite file ({text})",
+            hint="Move the file aside (keep it as a backup) and run the command again.",
+        )
+    return StateError(
+        f"The database {db_path} cannot be used: {text}",
+        hint="Check the file and its folder, or set GOLEM_REQUESTOR_DB_PATH.",
+    )

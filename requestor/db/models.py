@@ -1,0 +1,139 @@
+"""The local state: typed SQLAlchemy 2 models. Alembic (``migrations/``) owns the schema."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints keep batch migrations on SQLite reproducible.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC without an offset (SQLite has no time zones); reads back aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class VMStatus(enum.StrEnum):
+    """What we last knew of a VM. The first six are the provider's own words."""
+
+    CREATING = "creating"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERROR = "error"
+    DELETED = "deleted"
+    # Ours: the provider did not answer at the last refresh (the VM may be fine).
+    UNREACHABLE = "unreachable"
+    # Ours: the provider answered that it does not know the VM any more.
+    GONE = "gone"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Provider(Base):
+    """A provider as discovery last described it."""
+
+    __tablename__ = "providers"
+
+    provider_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    ip_address: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(8))
+    cpu: Mapped[int | None] = mapped_column(Integer)
+    memory: Mapped[int | None] = mapped_column(Integer)
+    storage: Mapped[int | None] = mapped_column(Integer)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VM(Base):
+    """A VM the user rented: the local name, where it lives and how to reach it."""
+
+    __tablename__ = "vms"
+    __table_args__ = (UniqueConstraint("provider_ip", "provider_vm_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Unknown for VMs adopted from the earlier requestor's database.
+    provider_id: Mapped[str | None] = mapped_column(
+        String(200), ForeignKey("providers.provider_id", ondelete="SET NULL"), index=True
+    )
+    provider_ip: Mapped[str] = mapped_column(String(100))
+    # The provider keys VMs by this name across all requestors, so it is unique
+    # per provider and never reused; the user's name stays local.
+    provider_vm_name: Mapped[str] = mapped_column(String(64))
+    cpu: Mapped[int] = mapped_column(Integer)
+    memory: Mapped[int] = mapped_column(Integer)
+    storage: Mapped[int] = mapped_column(Integer)
+    status: Mapped[VMStatus] = mapped_column(
+        Enum(VMStatus, name="vm_status", native_enum=False, length=16,
+             values_callable=lambda members: [m.value for m in members],
+             validate_strings=True, create_constraint=True),
+        default=VMStatus.CREATING,
+    )
+    ssh_host: Mapped[str | None] = mapped_column(String(255))
+    ssh_port: Mapped[int | None] = mapped_column(Integer)
+    ssh_user: Mapped[str] = mapped_column(String(64), default="ubuntu")
+    ssh_key_path: Mapped[str | None] = mapped_column(Text)
+    # OpenSSH one-line public key the VM showed at its first connection (TOFU pin).
+    host_key: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, onupdate=utcnow
+    )
+
+
+class LegacyRejectedVM(Base):
+    """A row of the earlier requestor's ``vms`` table that could not be adopted.
+
+    Kept verbatim so nothing is lost; ``golem vm list`` reports them.
+    """
+
+    __tablename__ = "legacy_rejected_vms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    provider_ip: Mapped[str | None] = mapped_column(Text)
+    vm_id: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,54 @@
+"""Queries on the local state, used inside ``Database.read()``/``write()`` sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from requestor.db.models import VM, LegacyRejectedVM, Provider, utcnow
+from requestor.errors import VMNotFoundError
+from requestor.wire.models import Advertisement
+
+
+async def find_vm(session: AsyncSession, name: str) -> VM | None:
+    result = await session.execute(select(VM).where(VM.name == name))
+    return result.scalar_one_or_none()
+
+
+async def get_vm(session: AsyncSession, name: str) -> VM:
+    vm = await find_vm(session, name)
+    if vm is None:
+        raise VMNotFoundError(name)
+    return vm
+
+
+async def get_vm_by_id(session: AsyncSession, vm_id: int) -> VM | None:
+    return await session.get(VM, vm_id)
+
+
+async def list_vms(session: AsyncSession, names: Sequence[str] | None = None) -> list[VM]:
+    query = select(VM).order_by(VM.created_at, VM.id)
+    if names is not None:
+        query = query.where(VM.name.in_(list(names)))
+    return list((await session.execute(query)).scalars())
+
+
+async def count_rejected_legacy(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(LegacyRejectedVM)) or 0)
+
+
+async def remember_provider(session: AsyncSession, ad: Advertisement,
+                            seen: datetime | None = None) -> None:
+    provider = await session.get(Provider, ad.provider_id)
+    if provider is None:
+        provider = Provider(provider_id=ad.provider_id, ip_address=ad.ip_address)
+        session.add(provider)
+    provider.ip_address = ad.ip_address
+    provider.country = ad.country
+    provider.cpu = ad.resources.cpu
+    provider.memory = ad.resources.memory
+    provider.storage = ad.resources.storage
+    provider.last_seen = seen or utcnow()

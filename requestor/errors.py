@@ -1,0 +1,144 @@
+"""One error hierarchy for the whole tool.
+
+Every failure a user can meet is a ``GolemError`` with a one-line message, an
+optional ``Solution:`` hint, and an exit code. The click layer
+(``requestor.cli.main``) is the only place that turns them into output and exit
+codes. This module imports nothing heavy: it is loaded on every command.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; documented in README.md ("Exit codes")."""
+
+    OK = 0
+    FAILED = 1  # the operation failed
+    USAGE = 2  # bad input: arguments, names, numbers, settings
+    PARTIAL = 3  # a multi-VM command where some VMs succeeded and some failed
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class GolemError(Exception):
+    """Base of every error shown to a user as ``Error: ...`` plus ``Solution: ...``."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+    default_hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+
+# --- input and configuration -------------------------------------------------
+
+
+class InputError(GolemError):
+    """The user gave something we refuse before any network call."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(InputError):
+    """An environment variable or setting has an unusable value."""
+
+
+class NameTakenError(InputError):
+    default_hint = "Choose another name, or see your VMs with 'golem vm list'."
+
+
+# --- local state --------------------------------------------------------------
+
+
+class StateError(GolemError):
+    """The local database cannot be used (corrupt, newer schema, unwritable)."""
+
+
+class VMNotFoundError(GolemError):
+    default_hint = (
+        "The VM may have been manually removed. Use 'golem vm list' to see available VMs."
+    )
+
+    def __init__(self, name: str, hint: str | None = None) -> None:
+        super().__init__(f"VM not found in local database: {name}", hint)
+        self.name = name
+
+
+# --- network: discovery and providers ----------------------------------------
+
+
+class NetworkError(GolemError):
+    """Base of failures talking to discovery or a provider."""
+
+
+class DiscoveryUnavailableError(NetworkError):
+    default_hint = (
+        "Check GOLEM_REQUESTOR_DISCOVERY_URL and your network connection, then try again."
+    )
+
+
+class ProviderNotFoundError(NetworkError):
+    default_hint = "Run 'golem vm providers' to see the providers that advertise now."
+
+
+class ProviderUnavailableError(NetworkError):
+    default_hint = (
+        "Choose a different provider or wait for the original to come back online."
+    )
+
+
+class ProviderRefusedError(NetworkError):
+    """The provider answered, and said no (its detail is in the message, escaped)."""
+
+    default_hint = "Check the request, or try a different provider."
+
+
+class ProviderProtocolError(NetworkError):
+    """The provider's answer does not fit the wire contract."""
+
+    default_hint = "The provider may run an incompatible version; try a different provider."
+
+
+class InsufficientResourcesError(NetworkError):
+    default_hint = (
+        "Ask for fewer resources, or pick a provider with more free capacity "
+        "('golem vm providers --cpu N --memory GB --storage GB')."
+    )
+
+
+class UnsupportedOperationError(NetworkError):
+    """The provider lacks a route (e.g. many deployed providers cannot start a VM)."""
+
+
+class VMGoneError(NetworkError):
+    """The provider no longer knows the VM."""
+
+    default_hint = (
+        "Remove the local record with 'golem vm forget NAME', or create a new VM."
+    )
+
+
+# --- SSH ------------------------------------------------------------------------
+
+
+class SSHError(GolemError):
+    """Base of SSH failures."""
+
+
+class SSHUnreachableError(SSHError):
+    default_hint = "Wait a few moments and try again. The VM is likely still initializing."
+
+    def __init__(self, message: str = "Unable to establish SSH connection (VM may be starting up)",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint)
+
+
+class SSHAuthError(SSHError):
+    default_hint = "Make sure the key that created the VM is still in place (see 'golem vm list')."
+
+
+class HostKeyChangedError(SSHError):
+    """The VM shows a host key other than the one pinned at its first connection."""

@@ -1,0 +1,159 @@
+"""Client for one provider node's API (``http://{ip_address}:7466/api/v1``).
+
+Deployed providers have quirks (see the wire contract); this is the one place
+that knows them, so the rest of the code sees plain outcomes and errors.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, ValidationError
+
+from requestor.errors import (
+    InsufficientResourcesError,
+    ProviderProtocolError,
+    ProviderRefusedError,
+    ProviderUnavailableError,
+    UnsupportedOperationError,
+    VMGoneError,
+)
+from requestor.services.http import PROBE, QUICK, SLOW, HttpClient, Response, TransportError
+from requestor.text import clean
+from requestor.wire.models import CreateVMRequest, VMAccess, VMInfo
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# What deployed providers say when they lack the resources (see the contract).
+_NO_RESOURCES_DETAILS = ("insufficient resources", "an unexpected error occurred")
+# A name no VM has: GET on it is the cheapest "is the API up" question.
+_PROBE_NAME = "golem-liveness-probe"
+
+
+class ProviderClient:
+    def __init__(self, http: HttpClient, api_url: str, label: str) -> None:
+        self._http = http
+        self._api = api_url.rstrip("/")
+        self.label = clean(label, 80)
+
+    # --- plumbing --------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, *, body: Any = None,
+                    timeouts: Any = QUICK, retries: int = 0) -> Response:
+        try:
+            return await self._http.request(
+                method, self._api + path, json_body=body, timeouts=timeouts, retries=retries
+            )
+        except TransportError as error:
+            if error.protocol:
+                raise ProviderProtocolError(
+                    f"Provider {self.label} sent an unusable answer: {error.reason}"
+                ) from None
+            raise ProviderUnreachable(self.label, error) from None
+
+    def _parse(self, model: type[ModelT], response: Response, what: str) -> ModelT:
+        try:
+            return model.model_validate(response.data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "answer"
+            raise ProviderProtocolError(
+                f"Provider {self.label} sent a {what} that does not fit the contract "
+                f"({clean(where, 60)}: {clean(first['msg'], 100)})"
+            ) from None
+
+    def _refused(self, response: Response, action: str) -> ProviderRefusedError:
+        detail = clean(response.detail(), 300) or "no detail"
+        return ProviderRefusedError(
+            f"Provider {self.label} refused to {action} (HTTP {response.status}: {detail})"
+        )
+
+    @staticmethod
+    def _vm_path(name: str) -> str:
+        return "/vms/" + quote(name, safe="")
+
+    # --- the contract ----------------------------------------------------------
+
+    async def probe(self) -> float:
+        """Seconds the API took to answer anything; raises ProviderUnreachable."""
+        started = time.perf_counter()
+        await self._call("GET", self._vm_path(_PROBE_NAME), timeouts=PROBE)
+        return time.perf_counter() - started
+
+    async def create_vm(self, request: CreateVMRequest) -> VMInfo:
+        # Never retried: a repeat could create a second VM. Reconcile by name instead.
+        response = await self._call("POST", "/vms", body=request.body(), timeouts=SLOW)
+        if response.ok:
+            return self._parse(VMInfo, response, "VM description")
+        detail = response.detail()
+        if response.status >= 500 and detail.strip().lower().startswith(_NO_RESOURCES_DETAILS):
+            raise InsufficientResourcesError(
+                f"Provider {self.label} does not have the resources for this VM "
+                f"(it answered: {clean(detail, 200)})"
+            )
+        raise self._refused(response, "create the VM")
+
+    async def get_vm(self, name: str) -> VMInfo | None:
+        """The provider's truth about one VM; None when it does not know it."""
+        response = await self._call("GET", self._vm_path(name), retries=1)
+        if response.status == 404:
+            return None
+        if not response.ok:
+            raise self._refused(response, "describe the VM")
+        return self._parse(VMInfo, response, "VM description")
+
+    async def access(self, name: str) -> VMAccess:
+        response = await self._call("GET", self._vm_path(name) + "/access", retries=1)
+        if response.ok:
+            return self._parse(VMAccess, response, "VM access description")
+        # Some providers answer 500 rather than 404 for an unknown name.
+        if response.status in (404, 500) and await self.get_vm(name) is None:
+            raise VMGoneError(f"Provider {self.label} no longer knows this VM")
+        raise self._refused(response, "give the VM's SSH access")
+
+    async def stop(self, name: str) -> VMInfo | None:
+        return await self._lifecycle(name, "stop")
+
+    async def start(self, name: str) -> VMInfo | None:
+        return await self._lifecycle(name, "start")
+
+    async def _lifecycle(self, name: str, action: str) -> VMInfo | None:
+        response = await self._call("POST", f"{self._vm_path(name)}/{action}", retries=1)
+        if response.ok:
+            if response.data is None:
+                return None
+            return self._parse(VMInfo, response, "VM description")
+        if response.status in (404, 405):
+            # "Not Found" may mean the route is missing, not the VM: ask the VM itself.
+            if await self.get_vm(name) is None:
+                raise VMGoneError(f"Provider {self.label} no longer knows this VM")
+            raise UnsupportedOperationError(
+                f"Provider {self.label} cannot {action} a VM (it has no '{action}' route)",
+                hint=(
+                    "This provider cannot start a stopped VM. Destroy it and create a new "
+                    "one, or choose a provider that supports start."
+                    if action == "start"
+                    else f"Destroy the VM instead, or ask the provider to support '{action}'."
+                ),
+            )
+        raise self._refused(response, f"{action} the VM")
+
+    async def delete(self, name: str) -> None:
+        """Delete; a VM the provider does not know is already what we want."""
+        response = await self._call("DELETE", self._vm_path(name), retries=1)
+        if response.ok or response.status == 404:
+            return
+        raise self._refused(response, "destroy the VM")
+
+
+class ProviderUnreachable(ProviderUnavailableError):
+    """The provider's API gave no usable answer (offline, hanging, garbage)."""
+
+    def __init__(self, label: str, error: TransportError) -> None:
+        super().__init__(
+            f"Provider is no longer available (they may have gone offline): "
+            f"{label}: {error.reason}"
+        )
+        self.transport = error

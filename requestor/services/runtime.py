@@ -1,0 +1,44 @@
+"""What one command needs, opened once and closed in order: settings, the
+database (brought to head), one HTTP session, and the clients built on them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from requestor.db.engine import Database
+from requestor.services.discovery import DiscoveryClient
+from requestor.services.http import HttpClient
+from requestor.services.provider import ProviderClient
+from requestor.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    http: HttpClient
+    discovery: DiscoveryClient
+
+    def provider(self, ip_address: str, label: str | None = None) -> ProviderClient:
+        return ProviderClient(
+            self.http, self.settings.provider_api_url(ip_address), label or ip_address
+        )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, concurrency: int = 50,
+                        per_provider: int = 10, call_timeout: float | None = None,
+                        ) -> AsyncIterator[Services]:
+    async with Database(settings.db_path) as db, HttpClient(
+        limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
+    ) as http:
+        yield Services(settings, db, http, DiscoveryClient(http, settings.discovery_url))
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Local state only (``golem vm list`` without --refresh): no HTTP stack."""
+    async with Database(settings.db_path) as db:
+        yield db

@@ -1,0 +1,152 @@
+"""Settings, read from exactly the environment variables the user documentation names.
+
+Pydantic validates them; a bad value becomes a ``ConfigError`` naming the
+variable (exit code 2) before anything else happens.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from requestor.errors import ConfigError
+
+ENV_PREFIX = "GOLEM_REQUESTOR_"
+DEFAULT_DISCOVERY_URL = "http://discovery.golem.network:9001"
+PROVIDER_PORT = 7466
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class Environment(enum.StrEnum):
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
+class Settings(BaseModel):
+    """What ``golem`` needs to know about where things are. Immutable once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    discovery_url: Annotated[str, Field(min_length=1)] = DEFAULT_DISCOVERY_URL
+    base_dir: Path
+    ssh_key_dir: Path
+    db_path: Path
+    environment: Environment = Environment.PRODUCTION
+    force_localhost: bool = False
+
+    @field_validator("discovery_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+    def provider_api_url(self, ip_address: str) -> str:
+        """Where a provider's API lives: the network's rule, or localhost in development."""
+        host = "localhost" if self.is_development and self.force_localhost else ip_address
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{PROVIDER_PORT}/api/v1"
+
+    def ssh_host(self, advertised_host: str) -> str:
+        return "localhost" if self.is_development and self.force_localhost else advertised_host
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(
+        f"{name}={raw!r} is not a boolean",
+        hint=f"Set {name} to true or false.",
+    )
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _cannot_be_dir(path: Path) -> bool:
+    """True when ``path``, or the nearest of its parents that exists, is not a directory."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return not candidate.is_dir()
+    return False
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the ``GOLEM_REQUESTOR_*`` variables; unset ones take the documented defaults."""
+    env = os.environ if environ is None else environ
+
+    def get(key: str) -> str | None:
+        value = env.get(ENV_PREFIX + key)
+        return value if value not in (None, "") else None
+
+    raw_env = get("ENVIRONMENT")
+    environment = Environment.PRODUCTION
+    if raw_env is not None:
+        try:
+            environment = Environment(raw_env.strip().lower())
+        except ValueError:
+            raise ConfigError(
+                f"{ENV_PREFIX}ENVIRONMENT={raw_env!r} is not a known environment",
+                hint=f"Set {ENV_PREFIX}ENVIRONMENT to 'production' or 'development'.",
+            ) from None
+
+    force_raw = env.get(ENV_PREFIX + "FORCE_LOCALHOST")
+    force_localhost = (
+        _parse_bool(ENV_PREFIX + "FORCE_LOCALHOST", force_raw) if force_raw is not None else False
+    )
+
+    base_dir = _path(get("BASE_DIR") or "~/.golem")
+    raw_key_dir, raw_db_path = get("SSH_KEY_DIR"), get("DB_PATH")
+    ssh_key_dir = _path(raw_key_dir) if raw_key_dir else base_dir / "ssh"
+    db_path = _path(raw_db_path) if raw_db_path else base_dir / "vms.db"
+    for key, path in (("BASE_DIR", base_dir), ("SSH_KEY_DIR", ssh_key_dir)):
+        if _cannot_be_dir(path):
+            raise ConfigError(
+                f"{ENV_PREFIX}{key}={str(path)!r} is not a directory",
+                hint=f"Point {ENV_PREFIX}{key} at a directory (it is created if missing).",
+            )
+    if db_path.exists() and db_path.is_dir():
+        raise ConfigError(
+            f"{ENV_PREFIX}DB_PATH={str(db_path)!r} is a directory",
+            hint=f"Point {ENV_PREFIX}DB_PATH at a file, e.g. {db_path / 'vms.db'}.",
+        )
+    if _cannot_be_dir(db_path.parent):
+        raise ConfigError(
+            f"{ENV_PREFIX}DB_PATH={str(db_path)!r} is not inside a directory",
+            hint=f"Point {ENV_PREFIX}DB_PATH at a file in a directory (created if missing).",
+        )
+
+    try:
+        return Settings(
+            discovery_url=get("DISCOVERY_URL") or DEFAULT_DISCOVERY_URL,
+            base_dir=base_dir,
+            ssh_key_dir=ssh_key_dir,
+            db_path=db_path,
+            environment=environment,
+            force_localhost=force_localhost,
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]).upper() if first["loc"] else "?"
+        raise ConfigError(
+            f"{ENV_PREFIX}{field} is invalid: {first['msg']}",
+            hint=f"Fix or unset {ENV_PREFIX}{field}.",
+        ) from None

@@ -1,0 +1,80 @@
+"""The network's HTTP contract (shared/spec/wire-contract.md) as pydantic models.
+
+Answers from discovery and providers are validated leniently (unknown fields are
+ignored, so a provider adding one breaks nothing) while types and bounds are
+still checked. What we send is built strictly.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ProviderText = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Resources(_Answer):
+    cpu: Annotated[int, Field(ge=0, le=1_000_000)]
+    memory: Annotated[int, Field(ge=0, le=1_000_000_000)]
+    storage: Annotated[int, Field(ge=0, le=1_000_000_000)]
+
+    def fits(self, cpu: int, memory: int, storage: int) -> bool:
+        return self.cpu >= cpu and self.memory >= memory and self.storage >= storage
+
+
+class Advertisement(_Answer):
+    provider_id: ProviderText
+    ip_address: Annotated[str, Field(min_length=1, max_length=255)]
+    country: Annotated[str, Field(max_length=8)] | None = None
+    resources: Resources
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ProviderVMStatus(enum.StrEnum):
+    CREATING = "creating"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    ERROR = "error"
+    DELETED = "deleted"
+
+
+class VMInfo(_Answer):
+    id: str | None = None
+    name: ProviderText
+    status: ProviderVMStatus
+    resources: Resources | None = None
+    ip_address: str | None = None
+    ssh_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    error_message: str | None = None
+
+
+class VMAccess(_Answer):
+    ssh_host: Annotated[str, Field(min_length=1, max_length=255)]
+    ssh_port: Annotated[int, Field(ge=1, le=65535)]
+    vm_id: str | None = None
+    multipass_name: str | None = None
+
+
+class CreateVMRequest(BaseModel):
+    """The body of ``POST /vms``; built by us, so strict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    resources: dict[str, int]
+    ssh_key: str
+    image: str | None = None
+
+    def body(self) -> dict[str, object]:
+        return self.model_dump(exclude_none=True)

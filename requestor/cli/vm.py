@@ -179,12 +179,12 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
         vms = work[0]
     else:
         # The common case reads local state only: no HTTP stack is loaded.
+        from requestor.db.engine import Database
         from requestor.db.repository import count_rejected_legacy
         from requestor.db.repository import list_vms as read_vms
-        from requestor.services.runtime import open_database
 
         async def local() -> tuple[list[Any], int]:
-            async with open_database(settings) as db, db.read() as session:
+            async with Database(settings.db_path) as db, db.read() as session:
                 return await read_vms(session), await count_rejected_legacy(session)
 
         vms, rejected = asyncio.run(local())

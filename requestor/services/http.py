@@ -188,4 +188,8 @@ class HttpClient:
 
 def _reason(error: aiohttp.ClientConnectorError) -> str:
     os_error = error.os_error
-    return (os_error.strerror or str(os_error)) if os_error is not None else str(error)
+    if os_error is not None and os_error.errno:
+        import os
+
+        return os.strerror(os_error.errno).lower()
+    return str(os_error or error)

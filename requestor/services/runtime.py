@@ -35,10 +35,3 @@ async def open_services(settings: Settings, *, concurrency: int = 50,
         limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
     ) as http:
         yield Services(settings, db, http, DiscoveryClient(http, settings.discovery_url))
-
-
-@asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    """Local state only (``golem vm list`` without --refresh): no HTTP stack."""
-    async with Database(settings.db_path) as db:
-        yield db

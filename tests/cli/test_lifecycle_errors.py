@@ -1,0 +1,249 @@
+"""Every error of the lifecycle commands: triggered through a devnet fault or bad
+input, checking the message, the hint, the exit code, and the local state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from requestor.devnet.threaded import DevnetThread
+from tests.conftest import GOLEM, GolemEnv, assert_ok, run_golem
+from tests.helpers import db_rows
+
+CREATE = ("--cpu", "1", "--memory", "1", "--storage", "10")
+
+
+@pytest.fixture
+def env(devnet: DevnetThread, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("GOLEM_REQUESTOR_DISCOVERY_URL", devnet.discovery_url)
+    return {"GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url}
+
+
+def _error_lines(output: str) -> tuple[str, str]:
+    lines = [ln for ln in output.splitlines() if ln.startswith(("Error:", "Solution:"))]
+    assert len(lines) == 2, output
+    assert "Traceback" not in output
+    return lines[0], lines[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "rule"),
+    [
+        (("Bad-Name", *CREATE), "only lowercase letters"),
+        (("ab", *CREATE), "3 to 64 characters"),
+        (("a" * 65, *CREATE), "3 to 64 characters"),
+        (("my--vm", *CREATE), "must not contain '--'"),
+        (("vm-", *CREATE), "only lowercase letters"),
+        (("vm1", "--cpu", "3", "--memory", "1", "--storage", "10"), "Invalid --cpu 3"),
+        (("vm1", "--cpu", "1", "--memory", "3", "--storage", "10"), "Invalid --memory 3"),
+        (("vm1", "--cpu", "1", "--memory", "1", "--storage", "9"), "at least 10 GB"),
+    ],
+)
+def test_invalid_input_is_refused_before_anything(golem_env: GolemEnv, golem, env,  # type: ignore[no-untyped-def]
+                                                  args: tuple[str, ...], rule: str) -> None:
+    result = golem("vm", "create", *args)
+    assert result.exit_code == 2, result.output
+    error, hint = _error_lines(result.output)
+    assert rule in error
+    assert hint.startswith("Solution: ")
+    assert not golem_env.db_path.exists()  # nothing changed, not even a database
+
+
+def test_vm_not_found(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[no-untyped-def]
+    for command in ("stop", "start", "destroy"):
+        result = golem("vm", command, "nope", "--yes" if command == "destroy" else "--json")
+        assert result.exit_code == 1, result.output
+        error, hint = _error_lines(result.output)
+        assert error == "Error: VM not found in local database: nope"
+        assert hint == ("Solution: The VM may have been manually removed. Use 'golem vm list' "
+                        "to see available VMs.")
+
+
+def test_provider_gone_offline(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
+    provider = devnet.providers[0]
+    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
+    before = db_rows(golem_env.db_path)
+    devnet.set_faults(provider.provider_id, offline=True)
+    result = golem("vm", "stop", "vm1")
+    assert result.exit_code == 1
+    error, hint = _error_lines(result.output)
+    assert error.startswith(
+        "Error: Provider is no longer available (they may have gone offline)"
+    )
+    assert provider.provider_id in error
+    assert hint == ("Solution: Choose a different provider or wait for the original to come "
+                    "back online.")
+    after = db_rows(golem_env.db_path)
+    assert after["vm1"]["status"] == before["vm1"]["status"] == "running"
+
+
+def test_ssh_not_reachable_yet(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
+    provider = devnet.providers[0]
+    devnet.set_faults(provider.provider_id, boot_delay_s=30)
+    result = golem("vm", "create", "slow", "--provider-id", provider.provider_id, *CREATE,
+                   "--wait-timeout", "1.5")
+    assert result.exit_code == 1, result.output
+    error, hint = _error_lines(result.output)
+    assert error.startswith("Error: Unable to establish SSH connection (VM may be starting up)")
+    assert hint == ("Solution: Wait a few moments and try again. The VM is likely still "
+                    "initializing.")
+    # The VM exists at the provider, so it is kept, with what we know.
+    row = db_rows(golem_env.db_path)["slow"]
+    assert row["ssh_port"] is not None and row["host_key"] is None
+    assert "SSH did not answer" in row["last_error"]
+
+
+def test_discovery_unreachable(golem_env: GolemEnv, golem, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                               ) -> None:
+    monkeypatch.setenv("GOLEM_REQUESTOR_DISCOVERY_URL", "http://127.0.0.1:9")
+    for args in (("vm", "providers"), ("vm", "create", "vm1", *CREATE)):
+        result = golem(*args)
+        assert result.exit_code == 1
+        error, hint = _error_lines(result.output)
+        assert "Discovery service at http://127.0.0.1:9 is unreachable" in error
+        assert "GOLEM_REQUESTOR_DISCOVERY_URL" in hint
+    assert db_rows(golem_env.db_path) == {}
+
+
+def test_provider_refuses_create(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
+    provider = devnet.providers[0]
+    devnet.set_faults(provider.provider_id, error_rate=1.0)
+    result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE)
+    assert result.exit_code == 1
+    error, hint = _error_lines(result.output)
+    assert f"Provider {provider.provider_id} refused to create the VM (HTTP 500" in error
+    assert "Injected fault" in error
+    assert db_rows(golem_env.db_path) == {}  # the provider said no: no record left
+
+
+def test_insufficient_resources(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
+    provider = min(devnet.providers, key=lambda p: p.cpu)
+    too_many = next(c for c in (1, 2, 4, 8, 16) if c > provider.cpu)
+    result = golem("vm", "create", "big", "--provider-id", provider.provider_id,
+                   "--cpu", str(too_many), "--memory", "1", "--storage", "10")
+    assert result.exit_code == 1
+    error, hint = _error_lines(result.output)
+    assert f"has {provider.cpu} CPU" in error and f"asked for {too_many} CPU" in error
+    assert "fewer resources" in hint
+    assert db_rows(golem_env.db_path) == {}
+
+
+def test_name_taken(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
+    assert_ok(golem("vm", "create", "twin", *CREATE))
+    before = db_rows(golem_env.db_path)
+    result = golem("vm", "create", "twin", *CREATE)
+    assert result.exit_code == 2
+    error, _hint = _error_lines(result.output)
+    assert error == "Error: A VM named twin already exists"
+    assert db_rows(golem_env.db_path) == before
+    assert sum(len(s["vms"]) for s in devnet.summaries()) == 1
+
+
+def test_provider_without_start_route(golem_env: GolemEnv, devnet: DevnetThread, golem,  # type: ignore[no-untyped-def]
+                                      env) -> None:
+    provider = devnet.providers[0]
+    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
+    assert_ok(golem("vm", "stop", "vm1"))
+    devnet.set_faults(provider.provider_id, missing_routes=["start"])
+    result = golem("vm", "start", "vm1")
+    assert result.exit_code == 1
+    error, hint = _error_lines(result.output)
+    assert "cannot start a VM" in error
+    assert "This provider cannot start a stopped VM" in hint
+    assert db_rows(golem_env.db_path)["vm1"]["status"] == "stopped"
+
+
+@pytest.mark.parametrize("fault", ["malformed_json", "oversized_body"])
+def test_unusable_provider_answer(golem_env: GolemEnv, devnet: DevnetThread, golem, env,  # type: ignore[no-untyped-def]
+                                  fault: str) -> None:
+    provider = devnet.providers[0]
+    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
+    devnet.set_faults(provider.provider_id, **{fault: True})
+    result = golem("vm", "stop", "vm1")
+    assert result.exit_code == 1
+    error, _hint = _error_lines(result.output)
+    assert f"Provider {provider.provider_id} sent an unusable answer" in error
+    assert db_rows(golem_env.db_path)["vm1"]["status"] == "running"
+
+
+def test_hostile_provider_text_is_escaped() -> None:
+    """Markup and escape sequences a provider sends are shown inert, never interpreted."""
+    import io
+
+    from rich.console import Console
+
+    from requestor.cli.render import providers
+    from requestor.services.vms import ProviderListing, ProviderView
+    from requestor.wire.models import Advertisement
+
+    hostile = "evil[/][link=http://x]\x1b]8;;http://x\x07click\x1b[2J\u202e"
+    ad = Advertisement.model_validate({
+        "provider_id": hostile, "ip_address": "127.0.0.1", "country": "S\x1bE",
+        "resources": {"cpu": 1, "memory": 1, "storage": 10},
+    })
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=200, force_terminal=False, color_system=None)
+    providers(console, ProviderListing([ProviderView(ad, False, None, hostile)], []))
+    shown = buffer.getvalue()
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert "evil[/][link=http://x]" in shown  # markup printed literally
+
+
+def _rows_if_ready(golem_env: GolemEnv) -> dict[str, object]:
+    import sqlite3
+
+    try:
+        return db_rows(golem_env.db_path)
+    except sqlite3.OperationalError:  # not migrated yet
+        return {}
+
+
+def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("provider_creates_it", [True, False])
+def test_crash_during_create_is_resolved_by_refresh(
+    golem_env: GolemEnv, devnet: DevnetThread, env: dict[str, str], provider_creates_it: bool,
+) -> None:
+    provider = devnet.providers[0]
+    # Latency: the provider creates the VM after we die; hang: it never does.
+    faults = {"latency_ms": 1500} if provider_creates_it else {"hang": True}
+    devnet.set_faults(provider.provider_id, **faults)
+    process = subprocess.Popen(
+        [str(GOLEM), "vm", "create", "crashy", "--provider-id", provider.provider_id, *CREATE],
+        env={**golem_env.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: "crashy" in _rows_if_ready(golem_env))
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=10)
+    row = db_rows(golem_env.db_path)["crashy"]
+    assert row["status"] == "creating"
+    if not provider_creates_it:
+        devnet.clear_faults(provider.provider_id)
+
+    def provider_holds() -> bool:
+        return any(vm["name"] == row["provider_vm_name"]
+                   for s in devnet.summaries() for vm in s["vms"])
+
+    if provider_creates_it:
+        _wait_for(provider_holds)
+        devnet.clear_faults(provider.provider_id)
+    result = run_golem(golem_env, "vm", "list", "--refresh", "--json", extra_env=env)
+    assert_ok(result)
+    resolved = db_rows(golem_env.db_path)["crashy"]
+    if provider_creates_it:
+        assert resolved["status"] == "running"
+        assert resolved["ssh_port"] is not None
+    else:
+        assert not provider_holds()
+        assert resolved["status"] == "gone"

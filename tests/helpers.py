@@ -1,0 +1,25 @@
+"""Small helpers shared by tests: read local state as it is on disk."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+
+def db_rows(db_path: Path) -> dict[str, dict[str, Any]]:
+    """Every VM in the database, by name, straight from SQLite."""
+    if not db_path.exists():
+        return {}
+    connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    connection.row_factory = sqlite3.Row
+    try:
+        rows = connection.execute("SELECT * FROM vms").fetchall()
+    finally:
+        connection.close()
+    return {row["name"]: dict(row) for row in rows}
+
+
+def parse_json(output: str) -> Any:
+    return json.loads(output)

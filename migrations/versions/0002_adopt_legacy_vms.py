@@ -31,9 +31,11 @@ MAX_SQLITE_INT = 2**63 - 1
 
 def _positive_int(config: dict[str, Any], key: str) -> int:
     value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+    if isinstance(value, float) and value.is_integer():  # 2.0 is fine; 2.5, inf, nan are not
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SQLITE_INT:
         raise ValueError(f"config.{key} is not a positive whole number: {value!r}")
-    return int(value)
+    return value
 
 
 def _parse_time(raw: Any) -> datetime:

@@ -103,9 +103,15 @@ class VM(Base):
     memory: Mapped[int] = mapped_column(Integer)
     storage: Mapped[int] = mapped_column(Integer)
     status: Mapped[VMStatus] = mapped_column(
-        Enum(VMStatus, name="vm_status", native_enum=False, length=16,
-             values_callable=lambda members: [m.value for m in members],
-             validate_strings=True, create_constraint=True),
+        Enum(
+            VMStatus,
+            name="vm_status",
+            native_enum=False,
+            length=16,
+            values_callable=lambda members: [m.value for m in members],
+            validate_strings=True,
+            create_constraint=True,
+        ),
         default=VMStatus.CREATING,
     )
     ssh_host: Mapped[str | None] = mapped_column(String(255))
@@ -116,9 +122,7 @@ class VM(Base):
     host_key: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class LegacyRejectedVM(Base):

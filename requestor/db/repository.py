@@ -40,8 +40,9 @@ async def count_rejected_legacy(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(LegacyRejectedVM)) or 0)
 
 
-async def remember_provider(session: AsyncSession, ad: Advertisement,
-                            seen: datetime | None = None) -> None:
+async def remember_provider(
+    session: AsyncSession, ad: Advertisement, seen: datetime | None = None
+) -> None:
     provider = await session.get(Provider, ad.provider_id)
     if provider is None:
         provider = Provider(provider_id=ad.provider_id, ip_address=ad.ip_address)

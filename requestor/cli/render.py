@@ -117,6 +117,9 @@ def vm_list(console: Console, vms: Sequence[VM]) -> None:
             Text(resources_text(vm.cpu, vm.memory)),
         )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
+    if not vms:
+        console.print("No VMs yet. Create one with "
+                      "'golem vm create NAME --cpu 1 --memory 1 --storage 10'.", style="dim")
 
 
 def vm_json(vm: VM) -> dict[str, Any]:

@@ -1,0 +1,483 @@
+"""``golem devnet``: a local network (discovery + providers + VMs) on loopback.
+
+``golem --help`` imports this module, so only click and the standard library
+are imported at the top; aiohttp, asyncssh, pydantic and rich load inside the
+commands that use them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from requestor.errors import GolemError, InputError
+
+if TYPE_CHECKING:
+    from requestor.devnet.faults import Faults
+    from requestor.devnet.network import Devnet
+
+DEFAULT_DISCOVERY_URL = "http://127.0.0.10:9001"
+# Kept in step with requestor.devnet.faults.ROUTE_NAMES (a test checks); spelled
+# out here so that building the CLI does not import pydantic.
+ROUTE_NAMES = ("create", "list", "get", "access", "stop", "start", "delete")
+_SUMMARY_ROWS = 20
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("GOLEM_REQUESTOR_BASE_DIR")
+    return Path(base).expanduser() / "devnet" if base else Path.home() / ".golem" / "devnet"
+
+
+@click.group()
+def devnet() -> None:
+    """Run a local Golem network on loopback: discovery, providers and VMs, no internet.
+
+    A devnet VM is not isolated: its shell runs as you, on this machine.
+    """
+
+
+# --- up ----------------------------------------------------------------------------------
+
+
+@devnet.command()
+@click.option(
+    "--providers",
+    type=click.IntRange(1, 1000),
+    default=3,
+    show_default=True,
+    help="How many provider nodes to start.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where VM folders and the env file go "
+    "[default: $GOLEM_REQUESTOR_BASE_DIR/devnet or ~/.golem/devnet].",
+)
+@click.option(
+    "--discovery-port",
+    type=click.IntRange(0, 65535),
+    default=9001,
+    show_default=True,
+    help="Port of the discovery service on 127.0.0.10 (0: any).",
+)
+@click.option(
+    "--base-address",
+    default="127.0.0.11",
+    hidden=True,
+    help="Loopback address of the first provider.",
+)
+@click.option(
+    "--ad-ttl",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds an advertisement stays listed without a refresh.",
+)
+@click.option(
+    "--capacity-scale",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Multiply every provider's CPU, memory and storage (room for many VMs).",
+)
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(0, 600_000),
+    default=0,
+    help="Delay every provider answer by this much.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help='Share of provider answers that are 500 "Injected fault".',
+)
+@click.option(
+    "--boot-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds before a new VM's SSH comes up.",
+)
+@click.option(
+    "--missing-route",
+    type=click.Choice(ROUTE_NAMES),
+    multiple=True,
+    help="A provider route that answers 404/405 as if absent (repeatable).",
+)
+@click.option(
+    "--offline",
+    metavar="PROVIDER_ID",
+    multiple=True,
+    help="Provider whose API refuses connections (repeatable).",
+)
+@click.option(
+    "--hang",
+    metavar="PROVIDER_ID",
+    multiple=True,
+    help="Provider whose API accepts requests and never answers (repeatable).",
+)
+@click.option(
+    "--malformed-json",
+    metavar="PROVIDER_ID",
+    multiple=True,
+    help="Provider whose answers are truncated JSON (repeatable).",
+)
+@click.option(
+    "--oversized-body",
+    metavar="PROVIDER_ID",
+    multiple=True,
+    help="Provider whose answers are 64 MiB bodies (repeatable).",
+)
+@click.option(
+    "--fault",
+    "fault_specs",
+    metavar="PROVIDER_ID:KEY=VALUE",
+    multiple=True,
+    help="Any fault for one provider, e.g. devnet-provider-02:latency_ms=500 (repeatable).",
+)
+def up(
+    providers: int,
+    state_dir: Path | None,
+    discovery_port: int,
+    base_address: str,
+    ad_ttl: float,
+    capacity_scale: int,
+    latency_ms: int,
+    error_rate: float,
+    boot_delay: float,
+    missing_route: tuple[str, ...],
+    offline: tuple[str, ...],
+    hang: tuple[str, ...],
+    malformed_json: tuple[str, ...],
+    oversized_body: tuple[str, ...],
+    fault_specs: tuple[str, ...],
+) -> None:
+    """Start a devnet in the foreground; Ctrl-C stops it.
+
+    Prints the environment for a second shell (export lines on stdout) and writes
+    it to STATE_DIR/env.
+    """
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from requestor.devnet.faults import Faults
+    from requestor.devnet.network import Devnet, UnknownProviderError
+
+    try:
+        base = Faults(
+            latency_ms=latency_ms,
+            error_rate=error_rate,
+            boot_delay_s=boot_delay,
+            missing_routes=frozenset(missing_route),
+        )
+        per_provider = _provider_faults(
+            base,
+            {
+                "offline": offline,
+                "hang": hang,
+                "malformed_json": malformed_json,
+                "oversized_body": oversized_body,
+            },
+            fault_specs,
+        )
+    except ValidationError as error:
+        raise InputError(f"Invalid fault: {_first_error(error)}") from None
+    try:
+        net = Devnet(
+            state_dir or default_state_dir(),
+            providers,
+            base_address=base_address,
+            discovery_port=discovery_port,
+            ad_ttl_s=ad_ttl,
+            faults=base,
+            provider_faults=per_provider,
+            capacity_scale=capacity_scale,
+        )
+    except UnknownProviderError as error:
+        raise InputError(
+            str(error), "Provider ids are devnet-provider-01 up to the --providers count."
+        ) from None
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    asyncio.run(_serve(net))
+
+
+def _provider_faults(
+    base: Faults, flags: dict[str, tuple[str, ...]], specs: tuple[str, ...]
+) -> dict[str, Faults]:
+    changes: dict[str, dict[str, Any]] = {}
+    for name, provider_ids in flags.items():
+        for provider_id in provider_ids:
+            changes.setdefault(provider_id, {})[name] = True
+    for spec in specs:
+        provider_id, sep, assignment = spec.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and provider_id and key):
+            raise InputError(
+                f"Invalid --fault {spec!r}",
+                "Write it as PROVIDER_ID:KEY=VALUE, e.g. devnet-provider-02:latency_ms=500.",
+            )
+        key = key.strip().replace("-", "_")
+        parsed: Any = [r for r in value.split(",") if r] if key == "missing_routes" else value
+        changes.setdefault(provider_id, {})[key] = parsed
+    return {
+        provider_id: type(base).model_validate({**base.model_dump(), **values})
+        for provider_id, values in changes.items()
+    }
+
+
+def _first_error(error: Any) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+async def _serve(net: Devnet) -> None:
+    import asyncio
+    import signal
+
+    from requestor.devnet.network import (
+        AddressInUseError,
+        AddressUnavailableError,
+        StateDirInUseError,
+    )
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await net.start()
+        except AddressInUseError as error:
+            raise GolemError(
+                str(error),
+                "Another devnet may be running: stop it with Ctrl-C in its shell, or start "
+                "this one with another --discovery-port.",
+            ) from None
+        except StateDirInUseError as error:
+            raise GolemError(
+                str(error), "Stop that devnet first, or pass another --state-dir."
+            ) from None
+        except AddressUnavailableError as error:
+            raise GolemError(
+                str(error),
+                "The devnet needs the 127.0.0.0/8 addresses that Linux gives the loopback "
+                "interface; on other systems add them to it first.",
+            ) from None
+        env_file = net.write_env_file()
+        _print_summary(net, env_file)
+        for line in net.env_lines():
+            click.echo(line)
+        sys.stdout.flush()
+        await stop.wait()
+        click.echo("Stopping the devnet...", err=True)
+    finally:
+        await net.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _print_summary(net: Devnet, env_file: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True, highlight=False)
+    table = Table(title=f"Devnet: {len(net.specs)} providers, discovery at {net.discovery_url}")
+    for column in ("Provider ID", "Address", "Country", "CPU", "Memory", "Storage", "Faults"):
+        table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
+    for node in net.nodes[:_SUMMARY_ROWS]:
+        spec = node.spec
+        table.add_row(
+            spec.provider_id,
+            f"{spec.ip_address}:7466",
+            spec.country,
+            str(spec.cpu),
+            f"{spec.memory} GB",
+            f"{spec.storage} GB",
+            node.faults.describe(),
+        )
+    if len(net.nodes) > _SUMMARY_ROWS:
+        table.add_row(f"... and {len(net.nodes) - _SUMMARY_ROWS} more", "", "", "", "", "", "")
+    console.print(table)
+    console.print(f"State: {net.state_dir}  (a devnet VM runs as you: it is not isolation)")
+    console.print(f"In another shell:  source {env_file}")
+    console.print("Press Ctrl-C to stop.")
+
+
+# --- fault / status ------------------------------------------------------------------------
+
+
+def _discovery_url(url: str | None) -> str:
+    chosen = url or os.environ.get("GOLEM_REQUESTOR_DISCOVERY_URL") or DEFAULT_DISCOVERY_URL
+    host = urllib.parse.urlsplit(chosen).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise InputError(
+            f"{chosen} is not a devnet: the devnet admin API is on loopback only",
+            "Pass --discovery-url http://127.0.0.10:9001 (or the devnet's URL).",
+        )
+    return chosen.rstrip("/")
+
+
+def _admin_call(base_url: str, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    # No proxy: the devnet is on loopback, whatever http_proxy says.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.load(error).get("detail", error.reason)
+        except ValueError:
+            message = error.reason
+        if error.code == 404:
+            raise InputError(
+                f"Not found: {message}", "See the provider ids with 'golem devnet status'."
+            ) from None
+        raise GolemError(f"The devnet refused: {message}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise GolemError(
+            f"No devnet answers at {base_url} ({error})",
+            "Start one with 'golem devnet up', or pass --discovery-url.",
+        ) from None
+
+
+_discovery_url_option = click.option(
+    "--discovery-url",
+    metavar="URL",
+    help=f"The devnet's discovery URL [default: $GOLEM_REQUESTOR_DISCOVERY_URL or "
+    f"{DEFAULT_DISCOVERY_URL}].",
+)
+
+
+@devnet.command()
+@click.argument("provider_id", required=False)
+@click.option("--all", "all_providers", is_flag=True, help="Every provider.")
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(0, 600_000),
+    default=0,
+    help="Delay every answer by this much.",
+)
+@click.option(
+    "--error-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    help='Share of answers that are 500 "Injected fault".',
+)
+@click.option("--offline", is_flag=True, help="API refuses connections.")
+@click.option("--hang", is_flag=True, help="API accepts requests and never answers.")
+@click.option(
+    "--boot-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds before a new VM's SSH comes up.",
+)
+@click.option("--malformed-json", is_flag=True, help="Answers are truncated JSON.")
+@click.option("--oversized-body", is_flag=True, help="Answers are 64 MiB bodies.")
+@click.option(
+    "--missing-route",
+    type=click.Choice(ROUTE_NAMES),
+    multiple=True,
+    help="A route that answers 404/405 as if absent (repeatable).",
+)
+@_discovery_url_option
+def fault(
+    provider_id: str | None,
+    all_providers: bool,
+    latency_ms: int,
+    error_rate: float,
+    offline: bool,
+    hang: bool,
+    boot_delay: float,
+    malformed_json: bool,
+    oversized_body: bool,
+    missing_route: tuple[str, ...],
+    discovery_url: str | None,
+) -> None:
+    """Set a running devnet provider's faults (replacing its earlier ones).
+
+    With no fault option the provider is healthy again.
+
+    \b
+    Example:
+      golem devnet fault devnet-provider-02 --offline
+    """
+    from requestor.devnet.faults import Faults
+
+    if bool(provider_id) == all_providers:
+        raise InputError("Give one PROVIDER_ID or --all")
+    body = {
+        "latency_ms": latency_ms,
+        "error_rate": error_rate,
+        "offline": offline,
+        "hang": hang,
+        "boot_delay_s": boot_delay,
+        "malformed_json": malformed_json,
+        "oversized_body": oversized_body,
+        "missing_routes": sorted(set(missing_route)),
+    }
+    base = _discovery_url(discovery_url)
+    path = (
+        "/devnet/faults"
+        if all_providers
+        else f"/devnet/providers/{urllib.parse.quote(provider_id or '', safe='')}/faults"
+    )
+    answer = _admin_call(base, "PUT", path, body)
+    targets = answer.get("providers") or [answer.get("provider_id")]
+    description = Faults.model_validate(answer["faults"]).describe()
+    for target in targets:
+        click.echo(f"{target}: {description}")
+
+
+@devnet.command()
+@_discovery_url_option
+def status(discovery_url: str | None) -> None:
+    """Show a running devnet's providers, their faults and their VMs."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from requestor.devnet.faults import Faults
+    from requestor.text import clean
+
+    base = _discovery_url(discovery_url)
+    providers = _admin_call(base, "GET", "/devnet/providers")
+    table = Table(title=f"Devnet at {base}")
+    for column in ("Provider ID", "Address", "Country", "Free CPU/Mem/Disk", "Faults", "VMs"):
+        table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
+    for item in providers:
+        free = item["free"]
+        vms = ", ".join(f"{vm['name']} ({vm['status']}, :{vm['ssh_port']})" for vm in item["vms"])
+        table.add_row(
+            *(
+                Text(clean(value, limit=500))
+                for value in (
+                    item["provider_id"],
+                    item["ip_address"],
+                    item["country"],
+                    f"{free['cpu']}/{free['memory']}/{free['storage']}",
+                    Faults.model_validate(item["faults"]).describe(),
+                    vms or "-",
+                )
+            )
+        )
+    Console(highlight=False).print(table)

@@ -1,0 +1,99 @@
+"""The devnet's admin routes (a devnet-only extension of the wire contract).
+
+They live on the discovery server, which stays up while a provider plays
+"offline", and answer loopback peers only::
+
+    GET /devnet/providers                        every provider: address, faults, VMs
+    GET /devnet/providers/{provider_id}          one provider
+    PUT /devnet/providers/{provider_id}/faults   body: Faults (replaces that provider's)
+    PUT /devnet/faults                           body: Faults (replaces every provider's)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from requestor.devnet.faults import Faults
+from requestor.devnet.http import detail, json_response, parse_body
+
+
+class AdminBackend(Protocol):
+    def provider_summaries(self) -> list[dict[str, Any]]: ...
+
+    def provider_summary(self, provider_id: str) -> dict[str, Any] | None: ...
+
+    async def set_faults(self, provider_id: str, faults: Faults) -> None: ...
+
+    async def set_all_faults(self, faults: Faults) -> None: ...
+
+
+def is_loopback_peer(remote: str | None) -> bool:
+    """True for a peer on 127.0.0.0/8 or ::1 (also written as an IPv4-mapped IPv6)."""
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _loopback_only(
+    handler: Callable[[web.Request], Awaitable[web.Response]],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def guarded(request: web.Request) -> web.Response:
+        if not is_loopback_peer(request.remote):
+            return detail("The devnet admin API answers loopback clients only", 403)
+        return await handler(request)
+
+    return guarded
+
+
+def add_admin_routes(app: web.Application, backend: AdminBackend) -> None:
+    async def list_providers(request: web.Request) -> web.Response:
+        return json_response(backend.provider_summaries())
+
+    async def get_provider(request: web.Request) -> web.Response:
+        summary = backend.provider_summary(request.match_info["provider_id"])
+        if summary is None:
+            return detail("Provider not found", 404)
+        return json_response(summary)
+
+    async def put_faults(request: web.Request) -> web.Response:
+        provider_id = request.match_info["provider_id"]
+        if backend.provider_summary(provider_id) is None:
+            return detail("Provider not found", 404)
+        faults = await parse_body(request, Faults)
+        if isinstance(faults, web.Response):
+            return faults
+        await backend.set_faults(provider_id, faults)
+        return json_response({"provider_id": provider_id, "faults": faults.model_dump(mode="json")})
+
+    async def put_all_faults(request: web.Request) -> web.Response:
+        faults = await parse_body(request, Faults)
+        if isinstance(faults, web.Response):
+            return faults
+        await backend.set_all_faults(faults)
+        return json_response(
+            {
+                "providers": [p["provider_id"] for p in backend.provider_summaries()],
+                "faults": faults.model_dump(mode="json"),
+            }
+        )
+
+    app.add_routes(
+        [
+            web.get("/devnet/providers", _loopback_only(list_providers), allow_head=False),
+            web.get(
+                "/devnet/providers/{provider_id}", _loopback_only(get_provider), allow_head=False
+            ),
+            web.put("/devnet/providers/{provider_id}/faults", _loopback_only(put_faults)),
+            web.put("/devnet/faults", _loopback_only(put_all_faults)),
+        ]
+    )

@@ -1,0 +1,237 @@
+"""Run a ``Devnet`` in a background thread with its own event loop.
+
+For synchronous callers: tests that drive the CLI (which calls ``asyncio.run``
+itself) or spawn subprocesses, and bench scripts. Every method is thread-safe::
+
+    with DevnetThread(tmp_path / "devnet", providers=3) as net:
+        run_cli(env=net.env)
+        net.set_faults(net.providers[0].provider_id, offline=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from requestor.devnet.faults import Faults
+from requestor.devnet.network import AddressInUseError, Devnet
+
+T = TypeVar("T")
+_START_ATTEMPTS = 8
+
+
+def random_base_address() -> str:
+    """A first-provider address in a random 127.x.y.0/24, so parallel runs do not collide.
+
+    127.0.0.x is left to the ``golem devnet up`` a developer may have running.
+    """
+    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.11"
+
+
+@dataclass(frozen=True)
+class ProviderHandle:
+    provider_id: str
+    ip_address: str
+    api_url: str  # http://{ip_address}:7466/api/v1
+    country: str
+    cpu: int
+    memory: int
+    storage: int
+
+
+class DevnetThread:
+    """A started-on-demand devnet; ``start()`` returns once every provider advertises."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        providers: int = 3,
+        *,
+        base_address: str | None = None,
+        discovery_port: int = 0,
+        faults: Faults | None = None,
+        provider_faults: Mapping[str, Faults] | None = None,
+        ad_ttl_s: float | None = None,
+        readvertise_s: float | None = None,
+        capacity_scale: int = 1,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self._providers = providers
+        self._base_address = base_address
+        self._options: dict[str, Any] = {
+            "discovery_port": discovery_port,
+            "faults": faults,
+            "provider_faults": provider_faults,
+            "capacity_scale": capacity_scale,
+        }
+        if ad_ttl_s is not None:
+            self._options["ad_ttl_s"] = ad_ttl_s
+        if readvertise_s is not None:
+            self._options["readvertise_s"] = readvertise_s
+        self._startup_timeout_s = startup_timeout_s
+        self._devnet: Devnet | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started: Future[None] = Future()
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def start(self) -> DevnetThread:
+        self._thread = threading.Thread(target=self._run, name="devnet", daemon=True)
+        self._thread.start()
+        try:
+            self._started.result(timeout=self._startup_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything and wait; ports are free when this returns. Safe to repeat."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        if loop is not None and stopping is not None and not loop.is_closed():
+            # RuntimeError: the loop has just finished by itself.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stopping.set)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+
+    def __enter__(self) -> DevnetThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # handed to start()'s caller
+            if not self._started.done():
+                self._started.set_exception(error)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        devnet = await self._start_devnet()
+        self._devnet = devnet
+        self._started.set_result(None)
+        try:
+            await self._stopping.wait()
+        finally:
+            await devnet.stop()
+
+    async def _start_devnet(self) -> Devnet:
+        attempts = 1 if self._base_address else _START_ATTEMPTS
+        for attempt in range(attempts):
+            base = self._base_address or random_base_address()
+            devnet = Devnet(self.state_dir, self._providers, base_address=base, **self._options)
+            try:
+                await devnet.start()
+            except AddressInUseError:
+                if attempt == attempts - 1:
+                    raise
+                continue
+            return devnet
+        raise AssertionError("unreachable")
+
+    # --- what tests use -------------------------------------------------------------
+
+    @property
+    def devnet(self) -> Devnet:
+        """The running ``Devnet``; touch it only through ``run``."""
+        if self._devnet is None:
+            raise RuntimeError("the devnet is not started")
+        return self._devnet
+
+    @property
+    def discovery_url(self) -> str:
+        return self.devnet.discovery_url
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.devnet.discovery_url}/devnet"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """``GOLEM_REQUESTOR_DISCOVERY_URL`` and ``GOLEM_REQUESTOR_BASE_DIR`` for a client."""
+        return self.devnet.env()
+
+    @property
+    def providers(self) -> list[ProviderHandle]:
+        return [
+            ProviderHandle(
+                spec.provider_id,
+                spec.ip_address,
+                spec.api_url,
+                spec.country,
+                spec.cpu,
+                spec.memory,
+                spec.storage,
+            )
+            for spec in self.devnet.specs
+        ]
+
+    def provider(self, provider_id: str) -> ProviderHandle:
+        for handle in self.providers:
+            if handle.provider_id == provider_id:
+                return handle
+        raise KeyError(provider_id)
+
+    def run(self, function: Callable[[Devnet], Awaitable[T]], timeout: float = 30.0) -> T:
+        """Run ``await function(devnet)`` on the devnet's loop and return its result."""
+        if self._loop is None:
+            raise RuntimeError("the devnet is not started")
+
+        async def call() -> T:
+            return await function(self.devnet)
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
+
+    def set_faults(self, provider_id: str, **faults: Any) -> Faults:
+        """Replace one provider's faults, e.g. ``set_faults(pid, offline=True)``."""
+        value = Faults(**faults)
+
+        async def apply(devnet: Devnet) -> None:
+            await devnet.set_faults(provider_id, value)
+
+        self.run(apply)
+        return value
+
+    def set_all_faults(self, **faults: Any) -> Faults:
+        value = Faults(**faults)
+
+        async def apply(devnet: Devnet) -> None:
+            await devnet.set_all_faults(value)
+
+        self.run(apply)
+        return value
+
+    def clear_faults(self, provider_id: str | None = None) -> None:
+        """Make one provider (or, without an id, every provider) healthy again."""
+        if provider_id is None:
+            self.set_all_faults()
+        else:
+            self.set_faults(provider_id)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """What ``GET /devnet/providers`` answers: addresses, faults, VMs."""
+
+        async def collect(devnet: Devnet) -> list[dict[str, Any]]:
+            return devnet.provider_summaries()
+
+        return self.run(collect)

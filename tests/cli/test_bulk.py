@@ -1,0 +1,221 @@
+"""Bulk operations on a fleet: 200 VMs on 20 devnet providers.
+
+One fleet serves the whole module (creating 200 VMs is the expensive part); each
+test states the fleet's state it starts from and brings it there itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from requestor.devnet.fleet import create_fleet
+from requestor.devnet.threaded import DevnetThread
+from requestor.settings import load_settings
+from tests.conftest import GOLEM, NETGUARD_DIR, REPO
+from tests.helpers import db_rows
+
+PROVIDERS, VMS = 20, 200
+
+
+@dataclass
+class Fleet:
+    devnet: DevnetThread
+    env: dict[str, str]
+    db_path: Path
+    names: list[str]
+
+    def golem(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(GOLEM), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def truth(self) -> dict[str, str]:
+        """Each VM's status as its provider holds it, by provider-side name."""
+        return {vm["name"]: vm["status"] for s in self.devnet.summaries() for vm in s["vms"]}
+
+    def local(self) -> dict[str, str]:
+        """Each VM's status in our database, by provider-side name."""
+        return {row["provider_vm_name"]: row["status"] for row in db_rows(self.db_path).values()}
+
+    def provider_of(self, name: str) -> str:
+        return str(db_rows(self.db_path)[name]["provider_id"])
+
+    def reset(self, status: str = "running") -> None:
+        self.devnet.clear_faults()
+        result = self.golem("vm", "start" if status == "running" else "stop", "--all")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert set(self.local().values()) == {status}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("fleet")
+    home = tmp / "home"
+    home.mkdir()
+    devnet = DevnetThread(tmp / "devnet", PROVIDERS, capacity_scale=4).start()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GOLEM_REQUESTOR_")},
+        "HOME": str(home),
+        "GOLEM_REQUESTOR_BASE_DIR": str(home / ".golem"),
+        "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url,
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+        "TERM": "dumb",
+        "GOLEM_TEST_NETGUARD": "1",
+        "PYTHONPATH": os.pathsep.join([str(NETGUARD_DIR), str(REPO)]),
+    }
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("HOME", str(home))  # the SSH key must not come from the real ~/.ssh
+            ids = [p.provider_id for p in devnet.providers]
+            names = asyncio.run(create_fleet(load_settings(env), ids, VMS))
+        yield Fleet(devnet, env, home / ".golem" / "vms.db", names)
+    finally:
+        devnet.stop()
+
+
+def test_stop_all_with_faulty_providers(fleet: Fleet) -> None:
+    fleet.reset("running")
+    offline, hanging, failing = (p.provider_id for p in fleet.devnet.providers[:3])
+    fleet.devnet.set_faults(offline, offline=True)
+    fleet.devnet.set_faults(hanging, hang=True)
+    fleet.devnet.set_faults(failing, error_rate=1.0)
+
+    result = fleet.golem("vm", "stop", "--all", "--timeout", "2", "--json")
+    assert result.returncode == 3, result.stderr  # partly failed
+    outcomes = {o["name"]: o for o in json.loads(result.stdout)}
+    assert set(outcomes) == set(fleet.names)
+    failed = {n for n, o in outcomes.items() if not o["ok"]}
+    bad_providers = {offline, hanging, failing}
+    assert failed == {n for n in fleet.names if fleet.provider_of(n) in bad_providers}
+    assert len(failed) == 3 * VMS // PROVIDERS
+    reasons = {fleet.provider_of(n): outcomes[n]["error"] for n in failed}
+    assert "no longer available" in reasons[offline]
+    assert "no answer within 2 s" in reasons[hanging]
+    assert "HTTP 500" in reasons[failing] and "Injected fault" in reasons[failing]
+    # The database matches each provider's truth: stopped where it worked, else running.
+    assert fleet.local() == fleet.truth()
+    assert sum(1 for s in fleet.local().values() if s == "stopped") == VMS - len(failed)
+
+    # Faults gone: a second stop --all finishes the job; stopped ones count as done.
+    fleet.devnet.clear_faults()
+    result = fleet.golem("vm", "stop", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    assert all(o["ok"] for o in json.loads(result.stdout))
+    assert set(fleet.local().values()) == {"stopped"} == set(fleet.truth().values())
+
+
+def test_selection_by_glob_names_and_provider(fleet: Fleet) -> None:
+    fleet.reset("stopped")
+    result = fleet.golem("vm", "start", "vm-00*", "vm-150")
+    assert result.returncode == 0, result.stderr
+    assert "11 started" in result.stdout
+    started = {n for n, row in db_rows(fleet.db_path).items() if row["status"] == "running"}
+    assert started == {f"vm-00{i}" for i in range(10)} | {"vm-150"}
+
+    provider = fleet.devnet.providers[7].provider_id
+    result = fleet.golem("vm", "start", "--provider", provider, "--json")
+    assert result.returncode == 0
+    chosen = {o["name"] for o in json.loads(result.stdout)}
+    assert chosen == {n for n in fleet.names if fleet.provider_of(n) == provider}
+    assert fleet.local() == fleet.truth()
+
+    # A typo changes nothing.
+    before = fleet.local()
+    result = fleet.golem("vm", "stop", "vm-001", "no-such-vm")
+    assert result.returncode == 1 and "VM not found in local database: no-such-vm" in result.stderr
+    result = fleet.golem("vm", "stop", "web-*")
+    assert result.returncode == 2 and "No VM matches 'web-*'" in result.stderr
+    assert fleet.local() == before
+
+
+def test_many_processes_at_once_on_one_database(fleet: Fleet) -> None:
+    fleet.reset("running")
+    commands = [
+        ("vm", "stop", "vm-0[0-4]*"),
+        ("vm", "stop", "vm-0[5-9]*"),
+        ("vm", "stop", "vm-1[0-4]*"),
+        ("vm", "list", "--refresh"),
+        ("vm", "list"),
+        ("vm", "stop", "vm-1[5-9]*"),
+    ]
+    processes = [
+        subprocess.Popen(
+            [str(GOLEM), *c],
+            env=fleet.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in commands
+    ]
+    for command, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, f"{command}: {err}"
+        assert "locked" not in err
+    assert set(fleet.truth().values()) == {"stopped"}
+    # list --refresh ran alongside: a final refresh settles any status it read mid-way.
+    assert fleet.golem("vm", "list", "--refresh").returncode == 0
+    assert fleet.local() == fleet.truth()
+
+
+def test_ctrl_c_halfway_leaves_a_consistent_database(fleet: Fleet) -> None:
+    fleet.reset("running")
+    fleet.devnet.set_all_faults(latency_ms=1000)
+    process = subprocess.Popen(
+        [str(GOLEM), "vm", "stop", "--all", "--concurrency", "20"],
+        env=fleet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while sum(1 for s in fleet.local().values() if s == "stopped") < 30:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "(interrupted)" in out and "cancelled" in out
+    assert "Traceback" not in err
+
+    local, truth = fleet.local(), fleet.truth()
+    stopped_locally = {n for n, s in local.items() if s == "stopped"}
+    assert 30 <= len(stopped_locally) < VMS
+    # Nothing half-written: a VM recorded as stopped is stopped at its provider.
+    assert all(truth[n] == "stopped" for n in stopped_locally)
+    assert set(local.values()) <= {"running", "stopped"}
+
+    # Requests already sent may still land at providers; a refresh settles the rest.
+    fleet.devnet.clear_faults()
+    time.sleep(1.2)
+    assert fleet.golem("vm", "list", "--refresh").returncode == 0
+    assert fleet.local() == fleet.truth()
+
+
+def test_destroy_all_asks_with_the_count_then_destroys(fleet: Fleet) -> None:
+    fleet.devnet.clear_faults()
+    result = fleet.golem("vm", "destroy", "--all")  # stdin is not a terminal
+    assert result.returncode == 2
+    assert f"Refusing to destroy {VMS} VM(s)" in result.stderr
+    assert len(fleet.local()) == VMS
+
+    result = fleet.golem("vm", "destroy", "--all", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert f"destroy: {VMS} destroyed of {VMS}" in result.stdout
+    assert fleet.local() == {} and fleet.truth() == {}

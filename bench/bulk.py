@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         [
             "## Bulk operations",
             f"{options.vms} VMs on {options.providers} devnet providers, each answering with "
-            f"{options.latency_ms} ms of injected latency; default `--concurrency 50`, "
+            f"{options.latency_ms} ms of injected latency; default `--concurrency 100`, "
             "10 connections per provider. Whole processes, wall time. Target: the bulk stop "
             "of 200 under 2 s.",
             table(["what", "wall time", "spread", "note"], rows, "lrrl"),

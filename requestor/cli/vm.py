@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # Commands that live in their own modules (SSH needs asyncssh; keep it out of the rest).
-VM_LAZY_COMMANDS: dict[str, str] = {}
+VM_LAZY_COMMANDS: dict[str, str] = {
+    "ssh": "requestor.cli.ssh:ssh",
+    "cp": "requestor.cli.ssh:cp",
+    "forward": "requestor.cli.ssh:forward",
+    "ssh-config": "requestor.cli.ssh:ssh_config",
+}
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -219,7 +224,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.argument("names", nargs=-1),
         click.option("--all", "all_vms", is_flag=True, help="Every VM in local state."),
         click.option("--provider", "provider_id", help="Only VMs on this provider."),
-        click.option("--concurrency", type=click.IntRange(1, 500), default=50,
+        click.option("--concurrency", type=click.IntRange(1, 500), default=100,
                      show_default=True, help="VMs handled at once."),
         click.option("--timeout", type=click.FloatRange(min=0.5), default=None,
                      help="Seconds to wait for each provider call (default 15)."),

@@ -44,12 +44,24 @@ class DiscoveryClient:
             )
         return response
 
-    async def advertisements(self, *, cpu: int | None = None, memory: int | None = None,
-                             storage: int | None = None, country: str | None = None,
-                             ) -> AdvertisementList:
-        params = {k: str(v) for k, v in
-                  (("cpu", cpu), ("memory", memory), ("storage", storage), ("country", country))
-                  if v is not None}
+    async def advertisements(
+        self,
+        *,
+        cpu: int | None = None,
+        memory: int | None = None,
+        storage: int | None = None,
+        country: str | None = None,
+    ) -> AdvertisementList:
+        params = {
+            k: str(v)
+            for k, v in (
+                ("cpu", cpu),
+                ("memory", memory),
+                ("storage", storage),
+                ("country", country),
+            )
+            if v is not None
+        }
         response = await self._get("/advertisements", params)
         if not response.ok:
             raise DiscoveryUnavailableError(

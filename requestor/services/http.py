@@ -34,12 +34,17 @@ class Timeouts:
     def capped(self, seconds: float | None) -> Timeouts:
         if seconds is None:
             return self
-        return Timeouts(connect=min(self.connect, seconds), read=min(self.read, seconds),
-                        total=min(self.total, seconds))
+        return Timeouts(
+            connect=min(self.connect, seconds),
+            read=min(self.read, seconds),
+            total=min(self.total, seconds),
+        )
 
     def client_timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
-            total=self.total, connect=self.connect, sock_connect=self.connect,
+            total=self.total,
+            connect=self.connect,
+            sock_connect=self.connect,
             sock_read=self.read,
         )
 
@@ -91,8 +96,14 @@ class Response:
 class HttpClient:
     """``async with HttpClient() as http``: one pooled session for the whole command."""
 
-    def __init__(self, *, limit: int = 100, limit_per_host: int = 10,
-                 max_body_bytes: int = MAX_BODY_BYTES, timeout_cap: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int = 100,
+        limit_per_host: int = 10,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        timeout_cap: float | None = None,
+    ) -> None:
         """``timeout_cap`` bounds every call (a user's ``--timeout``)."""
         self._limit = limit
         self._timeout_cap = timeout_cap
@@ -102,22 +113,37 @@ class HttpClient:
 
     async def __aenter__(self) -> HttpClient:
         connector = aiohttp.TCPConnector(
-            limit=self._limit, limit_per_host=self._limit_per_host, ttl_dns_cache=300,
+            limit=self._limit,
+            limit_per_host=self._limit_per_host,
+            ttl_dns_cache=300,
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=QUICK.client_timeout(),
-            headers={"User-Agent": "golem-vm-requestor"}, trust_env=False,
+            connector=connector,
+            timeout=QUICK.client_timeout(),
+            headers={"User-Agent": "golem-vm-requestor"},
+            trust_env=False,
         )
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def request(self, method: str, url: str, *, json_body: Any = None,
-                      params: dict[str, str] | None = None, timeouts: Timeouts = QUICK,
-                      retries: int = 0) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        params: dict[str, str] | None = None,
+        timeouts: Timeouts = QUICK,
+        retries: int = 0,
+    ) -> Response:
         """One request; ``retries`` only for calls that are safe to repeat."""
         attempt = 0
         while True:
@@ -132,13 +158,23 @@ class HttpClient:
             attempt += 1
             await asyncio.sleep(min(2.0, 0.2 * 2**attempt) * (0.5 + random.random()))
 
-    async def _once(self, method: str, url: str, json_body: Any,
-                    params: dict[str, str] | None, timeouts: Timeouts) -> Response:
+    async def _once(
+        self,
+        method: str,
+        url: str,
+        json_body: Any,
+        params: dict[str, str] | None,
+        timeouts: Timeouts,
+    ) -> Response:
         assert self._session is not None, "HttpClient used outside 'async with'"
         timeouts = timeouts.capped(self._timeout_cap)
         try:
             async with self._session.request(
-                method, url, json=json_body, params=params, allow_redirects=False,
+                method,
+                url,
+                json=json_body,
+                params=params,
+                allow_redirects=False,
                 timeout=timeouts.client_timeout(),
             ) as response:
                 body = await self._read_capped(response)

@@ -40,8 +40,9 @@ class ProviderClient:
 
     # --- plumbing --------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, body: Any = None,
-                    timeouts: Any = QUICK, retries: int = 0) -> Response:
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, timeouts: Any = QUICK, retries: int = 0
+    ) -> Response:
         try:
             return await self._http.request(
                 method, self._api + path, json_body=body, timeouts=timeouts, retries=retries
@@ -153,7 +154,6 @@ class ProviderUnreachable(ProviderUnavailableError):
 
     def __init__(self, label: str, error: TransportError) -> None:
         super().__init__(
-            f"Provider is no longer available (they may have gone offline): "
-            f"{label}: {error.reason}"
+            f"Provider is no longer available (they may have gone offline): {label}: {error.reason}"
         )
         self.transport = error

@@ -13,6 +13,11 @@ from requestor.services.http import HttpClient
 from requestor.services.provider import ProviderClient
 from requestor.settings import Settings
 
+# VMs (and so provider calls) handled at once by one command, and connections
+# per provider: total time tracks the slowest provider, not the sum.
+DEFAULT_CONCURRENCY = 100
+PER_PROVIDER_CONNECTIONS = 10
+
 
 @dataclass
 class Services:
@@ -28,10 +33,17 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, *, concurrency: int = 50,
-                        per_provider: int = 10, call_timeout: float | None = None,
-                        ) -> AsyncIterator[Services]:
-    async with Database(settings.db_path) as db, HttpClient(
-        limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
-    ) as http:
+async def open_services(
+    settings: Settings,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    per_provider: int = PER_PROVIDER_CONNECTIONS,
+    call_timeout: float | None = None,
+) -> AsyncIterator[Services]:
+    async with (
+        Database(settings.db_path) as db,
+        HttpClient(
+            limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
+        ) as http,
+    ):
         yield Services(settings, db, http, DiscoveryClient(http, settings.discovery_url))

@@ -35,7 +35,7 @@ from requestor.errors import (
     VMNotFoundError,
 )
 from requestor.services.provider import ProviderClient, ProviderUnreachable
-from requestor.services.runtime import Services
+from requestor.services.runtime import DEFAULT_CONCURRENCY, Services
 from requestor.text import clean
 from requestor.wire import rules
 from requestor.wire.models import Advertisement, CreateVMRequest, VMInfo
@@ -61,8 +61,9 @@ class ProviderListing:
     rejected: list[tuple[int, str]]  # discovery entries that did not fit the contract
 
 
-async def probe_providers(services: Services, ads: Sequence[Advertisement],
-                          concurrency: int = 50) -> list[ProviderView]:
+async def probe_providers(
+    services: Services, ads: Sequence[Advertisement], concurrency: int = DEFAULT_CONCURRENCY
+) -> list[ProviderView]:
     """Ask every provider at once whether its API answers, with a short timeout."""
     bound = asyncio.Semaphore(concurrency)
 
@@ -78,9 +79,15 @@ async def probe_providers(services: Services, ads: Sequence[Advertisement],
     return list(await asyncio.gather(*(probe(ad) for ad in ads)))
 
 
-async def list_providers(services: Services, *, cpu: int | None = None,
-                         memory: int | None = None, storage: int | None = None,
-                         country: str | None = None, probe: bool = True) -> ProviderListing:
+async def list_providers(
+    services: Services,
+    *,
+    cpu: int | None = None,
+    memory: int | None = None,
+    storage: int | None = None,
+    country: str | None = None,
+    probe: bool = True,
+) -> ProviderListing:
     found = await services.discovery.advertisements(
         cpu=cpu, memory=memory, storage=storage, country=country
     )
@@ -114,14 +121,16 @@ def validate_create(request: CreateRequest) -> None:
     rules.check_resources(request.cpu, request.memory, request.storage)
 
 
-async def _choose_provider(services: Services, request: CreateRequest,
-                           progress: Progress) -> tuple[Advertisement, str]:
+async def _choose_provider(
+    services: Services, request: CreateRequest, progress: Progress
+) -> tuple[Advertisement, str]:
     progress("Looking for a provider that fits")
     found = await services.discovery.advertisements(
         cpu=request.cpu, memory=request.memory, storage=request.storage
     )
     fitting = [
-        ad for ad in found.advertisements
+        ad
+        for ad in found.advertisements
         if ad.resources.fits(request.cpu, request.memory, request.storage)
     ]
     if not fitting:
@@ -149,8 +158,9 @@ async def _choose_provider(services: Services, request: CreateRequest,
     return best.advertisement, reason
 
 
-async def create_vm(services: Services, request: CreateRequest,
-                    progress: Progress = lambda _step: None) -> CreateResult:
+async def create_vm(
+    services: Services, request: CreateRequest, progress: Progress = lambda _step: None
+) -> CreateResult:
     from requestor.ssh.hostkeys import wait_for_host_key
     from requestor.ssh.keys import ensure_key_pair
 
@@ -182,10 +192,16 @@ async def create_vm(services: Services, request: CreateRequest,
 
     # Record locally before the provider creates anything.
     vm = VM(
-        name=request.name, provider_id=ad.provider_id, provider_ip=ad.ip_address,
-        provider_vm_name=rules.provider_vm_name(request.name), cpu=request.cpu,
-        memory=request.memory, storage=request.storage, status=VMStatus.CREATING,
-        ssh_user="ubuntu", ssh_key_path=str(key.private_path),
+        name=request.name,
+        provider_id=ad.provider_id,
+        provider_ip=ad.ip_address,
+        provider_vm_name=rules.provider_vm_name(request.name),
+        cpu=request.cpu,
+        memory=request.memory,
+        storage=request.storage,
+        status=VMStatus.CREATING,
+        ssh_user="ubuntu",
+        ssh_key_path=str(key.private_path),
     )
     try:
         async with services.db.write() as session:
@@ -272,8 +288,13 @@ async def _note_error(services: Services, vm_id: int, message: str) -> None:
 _GLOB_CHARS = set("*?[")
 
 
-async def select_vms(services: Services, names: Sequence[str], *, all_vms: bool = False,
-                     provider_id: str | None = None) -> list[VM]:
+async def select_vms(
+    services: Services,
+    names: Sequence[str],
+    *,
+    all_vms: bool = False,
+    provider_id: str | None = None,
+) -> list[VM]:
     """The VMs named (exact names or shell globs), all of them, or one provider's.
 
     Every name must resolve before anything is done, so a typo changes nothing.
@@ -281,8 +302,7 @@ async def select_vms(services: Services, names: Sequence[str], *, all_vms: bool 
     async with services.db.read() as session:
         everything = await repository.list_vms(session)
     if not names and not all_vms and provider_id is None:
-        raise InputError("Name at least one VM, or use --all",
-                         "See your VMs with 'golem vm list'.")
+        raise InputError("Name at least one VM, or use --all", "See your VMs with 'golem vm list'.")
     by_name = {vm.name: vm for vm in everything}
     chosen: dict[str, VM] = {}
     if all_vms or (not names and provider_id is not None):
@@ -291,8 +311,9 @@ async def select_vms(services: Services, names: Sequence[str], *, all_vms: bool 
         if _GLOB_CHARS & set(pattern):
             matches = fnmatch.filter(by_name, pattern)
             if not matches:
-                raise InputError(f"No VM matches {clean(pattern, 80)!r}",
-                                 "See your VMs with 'golem vm list'.")
+                raise InputError(
+                    f"No VM matches {clean(pattern, 80)!r}", "See your VMs with 'golem vm list'."
+                )
             chosen.update((name, by_name[name]) for name in matches)
         elif pattern in by_name:
             chosen[pattern] = by_name[pattern]
@@ -371,11 +392,17 @@ async def _perform(services: Services, action: Action, vm: VM) -> tuple[Outcome,
     label = vm.provider_id or vm.provider_ip
     client = services.provider(vm.provider_ip, label)
 
-    def outcome(result: Result, status: VMStatus | None, error: GolemError | None = None
-                ) -> Outcome:
-        return Outcome(vm.name, label, result, status,
-                       None if error is None else error.message,
-                       None if error is None else error.hint)
+    def outcome(
+        result: Result, status: VMStatus | None, error: GolemError | None = None
+    ) -> Outcome:
+        return Outcome(
+            vm.name,
+            label,
+            result,
+            status,
+            None if error is None else error.message,
+            None if error is None else error.hint,
+        )
 
     try:
         if action is Action.DESTROY:
@@ -411,8 +438,9 @@ def _status_after(action: Action, info: VMInfo | None) -> VMStatus:
     return _WANTED[action][0]
 
 
-async def _refresh_one(services: Services, client: ProviderClient, vm: VM,
-                       outcome: Callable[..., Outcome]) -> tuple[Outcome, _Change]:
+async def _refresh_one(
+    services: Services, client: ProviderClient, vm: VM, outcome: Callable[..., Outcome]
+) -> tuple[Outcome, _Change]:
     try:
         info = await client.get_vm(vm.provider_vm_name)
     except ProviderUnavailableError as error:
@@ -429,8 +457,11 @@ async def _refresh_one(services: Services, client: ProviderClient, vm: VM,
     if vm.ssh_port is None:
         # A create interrupted before its access details were stored.
         access = await client.access(vm.provider_vm_name)
-        change = _Change(status=status, ssh_host=services.settings.ssh_host(access.ssh_host),
-                         ssh_port=access.ssh_port)
+        change = _Change(
+            status=status,
+            ssh_host=services.settings.ssh_host(access.ssh_host),
+            ssh_port=access.ssh_port,
+        )
     return outcome(Result.DONE, status), change
 
 
@@ -450,9 +481,14 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
         stored.updated_at = utcnow()
 
 
-async def run_action(services: Services, action: Action, vms: Sequence[VM], *,
-                     concurrency: int = 50,
-                     on_outcome: Callable[[Outcome], None] = lambda _o: None) -> BulkReport:
+async def run_action(
+    services: Services,
+    action: Action,
+    vms: Sequence[VM],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_outcome: Callable[[Outcome], None] = lambda _o: None,
+) -> BulkReport:
     """Act on every VM concurrently (at most ``concurrency`` at once).
 
     Each result is written to the database as it arrives. On cancellation
@@ -486,10 +522,15 @@ async def run_action(services: Services, action: Action, vms: Sequence[VM], *,
         done = {o.name for o in report.outcomes}
         for vm in vms:
             if vm.name not in done:
-                report.outcomes.append(Outcome(
-                    vm.name, vm.provider_id or vm.provider_ip, Result.CANCELLED, vm.status,
-                    "interrupted before the provider answered",
-                ))
+                report.outcomes.append(
+                    Outcome(
+                        vm.name,
+                        vm.provider_id or vm.provider_ip,
+                        Result.CANCELLED,
+                        vm.status,
+                        "interrupted before the provider answered",
+                    )
+                )
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()
@@ -497,8 +538,9 @@ async def run_action(services: Services, action: Action, vms: Sequence[VM], *,
     return report
 
 
-async def list_vms(services: Services, *, refresh: bool = False,
-                   concurrency: int = 50) -> tuple[list[VM], BulkReport | None]:
+async def list_vms(
+    services: Services, *, refresh: bool = False, concurrency: int = DEFAULT_CONCURRENCY
+) -> tuple[list[VM], BulkReport | None]:
     report = None
     if refresh:
         async with services.db.read() as session:
@@ -516,5 +558,3 @@ async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:
             if stored is not None:
                 await session.delete(stored)
     return [vm.name for vm in vms]
-
-

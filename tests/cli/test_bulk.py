@@ -165,7 +165,7 @@ def test_many_processes_at_once_on_one_database(fleet: Fleet) -> None:
         for c in commands
     ]
     for command, process in zip(commands, processes, strict=True):
-        out, err = process.communicate(timeout=120)
+        _out, err = process.communicate(timeout=120)
         assert process.returncode == 0, f"{command}: {err}"
         assert "locked" not in err
     assert set(fleet.truth().values()) == {"stopped"}

@@ -35,8 +35,19 @@ def test_whole_flow_as_a_user(golem_env: GolemEnv, devnet: DevnetThread) -> None
         assert f"🌍 {handle.country}" in result.stdout
     assert "online" in result.stdout
 
-    args = ("vm", "create", "my-webserver", "--provider-id", provider.provider_id,
-            "--cpu", "2", "--memory", "4", "--storage", "20")
+    args = (
+        "vm",
+        "create",
+        "my-webserver",
+        "--provider-id",
+        provider.provider_id,
+        "--cpu",
+        "2",
+        "--memory",
+        "4",
+        "--storage",
+        "20",
+    )
     result = run_golem(golem_env, *args, extra_env=env)
     assert_ok(result, args)
     assert "VM Deployed Successfully!" in result.stdout
@@ -50,7 +61,9 @@ def test_whole_flow_as_a_user(golem_env: GolemEnv, devnet: DevnetThread) -> None
     # The provider-side name is unique, not the user's name.
     assert row["provider_vm_name"] != "my-webserver"
     assert row["provider_vm_name"].startswith("my-webserver-")
-    assert _provider_vm(devnet, provider.provider_id, row["provider_vm_name"])["status"] == "running"
+    assert (
+        _provider_vm(devnet, provider.provider_id, row["provider_vm_name"])["status"] == "running"
+    )
 
     result = run_golem(golem_env, "vm", "list", extra_env=env)
     assert_ok(result)
@@ -62,14 +75,18 @@ def test_whole_flow_as_a_user(golem_env: GolemEnv, devnet: DevnetThread) -> None
     assert_ok(result)
     assert "Stopped my-webserver" in result.stdout
     assert db_rows(golem_env.db_path)["my-webserver"]["status"] == "stopped"
-    assert _provider_vm(devnet, provider.provider_id, row["provider_vm_name"])["status"] == "stopped"
+    assert (
+        _provider_vm(devnet, provider.provider_id, row["provider_vm_name"])["status"] == "stopped"
+    )
     result = run_golem(golem_env, "vm", "list", extra_env=env)
     assert "● stopped" in result.stdout
 
     result = run_golem(golem_env, "vm", "start", "my-webserver", extra_env=env)
     assert_ok(result)
     assert db_rows(golem_env.db_path)["my-webserver"]["status"] == "running"
-    assert _provider_vm(devnet, provider.provider_id, row["provider_vm_name"])["status"] == "running"
+    assert (
+        _provider_vm(devnet, provider.provider_id, row["provider_vm_name"])["status"] == "running"
+    )
 
     # Destroy asks first; "n" changes nothing.
     result = run_golem(golem_env, "vm", "destroy", "my-webserver", input="n\n", extra_env=env)
@@ -98,8 +115,20 @@ def test_whole_flow_with_json(golem_env: GolemEnv, devnet: DevnetThread) -> None
     assert result.stderr == ""
 
     # No --provider-id: golem picks one and says why.
-    result = run_golem(golem_env, "vm", "create", "db-1", "--cpu", "1", "--memory", "1",
-                       "--storage", "10", "--json", extra_env=env)
+    result = run_golem(
+        golem_env,
+        "vm",
+        "create",
+        "db-1",
+        "--cpu",
+        "1",
+        "--memory",
+        "1",
+        "--storage",
+        "10",
+        "--json",
+        extra_env=env,
+    )
     assert_ok(result)
     created = json.loads(result.stdout)
     assert created["name"] == "db-1" and created["status"] == "running"
@@ -115,10 +144,16 @@ def test_whole_flow_with_json(golem_env: GolemEnv, devnet: DevnetThread) -> None
 
     result = run_golem(golem_env, "vm", "stop", "db-1", "--json", extra_env=env)
     assert_ok(result)
-    assert json.loads(result.stdout) == [{
-        "name": "db-1", "provider_id": created["provider_id"], "result": "done", "ok": True,
-        "status": "stopped", "error": None,
-    }]
+    assert json.loads(result.stdout) == [
+        {
+            "name": "db-1",
+            "provider_id": created["provider_id"],
+            "result": "done",
+            "ok": True,
+            "status": "stopped",
+            "error": None,
+        }
+    ]
     result = run_golem(golem_env, "vm", "start", "db-1", "--json", extra_env=env)
     assert json.loads(result.stdout)[0]["status"] == "running"
     result = run_golem(golem_env, "vm", "destroy", "db-1", "--yes", "--json", extra_env=env)
@@ -128,30 +163,58 @@ def test_whole_flow_with_json(golem_env: GolemEnv, devnet: DevnetThread) -> None
 
 def test_stop_twice_is_idempotent(golem_env: GolemEnv, devnet: DevnetThread, golem) -> None:  # type: ignore[no-untyped-def]
     golem_env_vars = _env(devnet)
-    assert_ok(golem("vm", "create", "idem", "--cpu", "1", "--memory", "1", "--storage", "10",
-                    env=golem_env_vars))
+    assert_ok(
+        golem(
+            "vm",
+            "create",
+            "idem",
+            "--cpu",
+            "1",
+            "--memory",
+            "1",
+            "--storage",
+            "10",
+            env=golem_env_vars,
+        )
+    )
     assert_ok(golem("vm", "stop", "idem", env=golem_env_vars))
     again = golem("vm", "stop", "idem", env=golem_env_vars)
     assert_ok(again)
     assert db_rows(golem_env.db_path)["idem"]["status"] == "stopped"
 
 
-def test_list_refresh_shows_gone_and_unreachable(golem_env: GolemEnv, devnet: DevnetThread,
-                                                  golem) -> None:  # type: ignore[no-untyped-def]
+def test_list_refresh_shows_gone_and_unreachable(
+    golem_env: GolemEnv, devnet: DevnetThread, golem
+) -> None:  # type: ignore[no-untyped-def]
     env = _env(devnet)
     first, second = devnet.providers[0], devnet.providers[1]
     for name, provider in (("keep-1", first), ("lost-1", second)):
-        assert_ok(golem("vm", "create", name, "--provider-id", provider.provider_id,
-                        "--cpu", "1", "--memory", "1", "--storage", "10", env=env))
+        assert_ok(
+            golem(
+                "vm",
+                "create",
+                name,
+                "--provider-id",
+                provider.provider_id,
+                "--cpu",
+                "1",
+                "--memory",
+                "1",
+                "--storage",
+                "10",
+                env=env,
+            )
+        )
     lost = db_rows(golem_env.db_path)["lost-1"]
 
     # The provider forgets lost-1 behind our back; the first provider goes offline.
     async def delete(net):  # type: ignore[no-untyped-def]
         import aiohttp
 
-        async with aiohttp.ClientSession() as session, session.delete(
-            f"{second.api_url}/vms/{lost['provider_vm_name']}"
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.delete(f"{second.api_url}/vms/{lost['provider_vm_name']}") as response,
+        ):
             assert response.status == 200
 
     devnet.run(delete)

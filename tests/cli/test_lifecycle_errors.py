@@ -43,8 +43,13 @@ def _error_lines(output: str) -> tuple[str, str]:
         (("vm1", "--cpu", "1", "--memory", "1", "--storage", "9"), "at least 10 GB"),
     ],
 )
-def test_invalid_input_is_refused_before_anything(golem_env: GolemEnv, golem, env,  # type: ignore[no-untyped-def]
-                                                  args: tuple[str, ...], rule: str) -> None:
+def test_invalid_input_is_refused_before_anything(
+    golem_env: GolemEnv,
+    golem,
+    env,  # type: ignore[no-untyped-def]
+    args: tuple[str, ...],
+    rule: str,
+) -> None:
     result = golem("vm", "create", *args)
     assert result.exit_code == 2, result.output
     error, hint = _error_lines(result.output)
@@ -59,8 +64,10 @@ def test_vm_not_found(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[
         assert result.exit_code == 1, result.output
         error, hint = _error_lines(result.output)
         assert error == "Error: VM not found in local database: nope"
-        assert hint == ("Solution: The VM may have been manually removed. Use 'golem vm list' "
-                        "to see available VMs.")
+        assert hint == (
+            "Solution: The VM may have been manually removed. Use 'golem vm list' "
+            "to see available VMs."
+        )
 
 
 def test_provider_gone_offline(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
@@ -71,12 +78,11 @@ def test_provider_gone_offline(golem_env: GolemEnv, devnet: DevnetThread, golem,
     result = golem("vm", "stop", "vm1")
     assert result.exit_code == 1
     error, hint = _error_lines(result.output)
-    assert error.startswith(
-        "Error: Provider is no longer available (they may have gone offline)"
-    )
+    assert error.startswith("Error: Provider is no longer available (they may have gone offline)")
     assert provider.provider_id in error
-    assert hint == ("Solution: Choose a different provider or wait for the original to come "
-                    "back online.")
+    assert hint == (
+        "Solution: Choose a different provider or wait for the original to come back online."
+    )
     after = db_rows(golem_env.db_path)
     assert after["vm1"]["status"] == before["vm1"]["status"] == "running"
 
@@ -84,21 +90,33 @@ def test_provider_gone_offline(golem_env: GolemEnv, devnet: DevnetThread, golem,
 def test_ssh_not_reachable_yet(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
     provider = devnet.providers[0]
     devnet.set_faults(provider.provider_id, boot_delay_s=30)
-    result = golem("vm", "create", "slow", "--provider-id", provider.provider_id, *CREATE,
-                   "--wait-timeout", "1.5")
+    result = golem(
+        "vm",
+        "create",
+        "slow",
+        "--provider-id",
+        provider.provider_id,
+        *CREATE,
+        "--wait-timeout",
+        "1.5",
+    )
     assert result.exit_code == 1, result.output
     error, hint = _error_lines(result.output)
     assert error.startswith("Error: Unable to establish SSH connection (VM may be starting up)")
-    assert hint == ("Solution: Wait a few moments and try again. The VM is likely still "
-                    "initializing.")
+    assert hint == (
+        "Solution: Wait a few moments and try again. The VM is likely still initializing."
+    )
     # The VM exists at the provider, so it is kept, with what we know.
     row = db_rows(golem_env.db_path)["slow"]
     assert row["ssh_port"] is not None and row["host_key"] is None
     assert "SSH did not answer" in row["last_error"]
 
 
-def test_discovery_unreachable(golem_env: GolemEnv, golem, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-                               ) -> None:
+def test_discovery_unreachable(
+    golem_env: GolemEnv,
+    golem,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
     monkeypatch.setenv("GOLEM_REQUESTOR_DISCOVERY_URL", "http://127.0.0.1:9")
     for args in (("vm", "providers"), ("vm", "create", "vm1", *CREATE)):
         result = golem(*args)
@@ -114,7 +132,7 @@ def test_provider_refuses_create(golem_env: GolemEnv, devnet: DevnetThread, gole
     devnet.set_faults(provider.provider_id, error_rate=1.0)
     result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE)
     assert result.exit_code == 1
-    error, hint = _error_lines(result.output)
+    error, _hint = _error_lines(result.output)
     assert f"Provider {provider.provider_id} refused to create the VM (HTTP 500" in error
     assert "Injected fault" in error
     assert db_rows(golem_env.db_path) == {}  # the provider said no: no record left
@@ -123,8 +141,19 @@ def test_provider_refuses_create(golem_env: GolemEnv, devnet: DevnetThread, gole
 def test_insufficient_resources(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
     provider = min(devnet.providers, key=lambda p: p.cpu)
     too_many = next(c for c in (1, 2, 4, 8, 16) if c > provider.cpu)
-    result = golem("vm", "create", "big", "--provider-id", provider.provider_id,
-                   "--cpu", str(too_many), "--memory", "1", "--storage", "10")
+    result = golem(
+        "vm",
+        "create",
+        "big",
+        "--provider-id",
+        provider.provider_id,
+        "--cpu",
+        str(too_many),
+        "--memory",
+        "1",
+        "--storage",
+        "10",
+    )
     assert result.exit_code == 1
     error, hint = _error_lines(result.output)
     assert f"has {provider.cpu} CPU" in error and f"asked for {too_many} CPU" in error
@@ -143,8 +172,12 @@ def test_name_taken(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> No
     assert sum(len(s["vms"]) for s in devnet.summaries()) == 1
 
 
-def test_provider_without_start_route(golem_env: GolemEnv, devnet: DevnetThread, golem,  # type: ignore[no-untyped-def]
-                                      env) -> None:
+def test_provider_without_start_route(
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    golem,  # type: ignore[no-untyped-def]
+    env,
+) -> None:
     provider = devnet.providers[0]
     assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
     assert_ok(golem("vm", "stop", "vm1"))
@@ -158,8 +191,13 @@ def test_provider_without_start_route(golem_env: GolemEnv, devnet: DevnetThread,
 
 
 @pytest.mark.parametrize("fault", ["malformed_json", "oversized_body"])
-def test_unusable_provider_answer(golem_env: GolemEnv, devnet: DevnetThread, golem, env,  # type: ignore[no-untyped-def]
-                                  fault: str) -> None:
+def test_unusable_provider_answer(
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    golem,
+    env,  # type: ignore[no-untyped-def]
+    fault: str,
+) -> None:
     provider = devnet.providers[0]
     assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
     devnet.set_faults(provider.provider_id, **{fault: True})
@@ -181,10 +219,14 @@ def test_hostile_provider_text_is_escaped() -> None:
     from requestor.wire.models import Advertisement
 
     hostile = "evil[/][link=http://x]\x1b]8;;http://x\x07click\x1b[2J\u202e"
-    ad = Advertisement.model_validate({
-        "provider_id": hostile, "ip_address": "127.0.0.1", "country": "S\x1bE",
-        "resources": {"cpu": 1, "memory": 1, "storage": 10},
-    })
+    ad = Advertisement.model_validate(
+        {
+            "provider_id": hostile,
+            "ip_address": "127.0.0.1",
+            "country": "S\x1bE",
+            "resources": {"cpu": 1, "memory": 1, "storage": 10},
+        }
+    )
     buffer = io.StringIO()
     console = Console(file=buffer, width=200, force_terminal=False, color_system=None)
     providers(console, ProviderListing([ProviderView(ad, False, None, hostile)], []))
@@ -211,7 +253,10 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-unty
 
 @pytest.mark.parametrize("provider_creates_it", [True, False])
 def test_crash_during_create_is_resolved_by_refresh(
-    golem_env: GolemEnv, devnet: DevnetThread, env: dict[str, str], provider_creates_it: bool,
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    env: dict[str, str],
+    provider_creates_it: bool,
 ) -> None:
     provider = devnet.providers[0]
     # Latency: the provider creates the VM after we die; hang: it never does.
@@ -219,7 +264,9 @@ def test_crash_during_create_is_resolved_by_refresh(
     devnet.set_faults(provider.provider_id, **faults)
     process = subprocess.Popen(
         [str(GOLEM), "vm", "create", "crashy", "--provider-id", provider.provider_id, *CREATE],
-        env={**golem_env.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**golem_env.env, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for(lambda: "crashy" in _rows_if_ready(golem_env))
@@ -232,8 +279,9 @@ def test_crash_during_create_is_resolved_by_refresh(
         devnet.clear_faults(provider.provider_id)
 
     def provider_holds() -> bool:
-        return any(vm["name"] == row["provider_vm_name"]
-                   for s in devnet.summaries() for vm in s["vms"])
+        return any(
+            vm["name"] == row["provider_vm_name"] for s in devnet.summaries() for vm in s["vms"]
+        )
 
     if provider_creates_it:
         _wait_for(provider_holds)

@@ -32,7 +32,8 @@ class AppContext:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(highlight=False, soft_wrap=False)
+            # soft_wrap: a command line or path must never be folded mid-way.
+            self._console = Console(highlight=False, soft_wrap=True)
         return self._console
 
     @property
@@ -41,5 +42,5 @@ class AppContext:
         if self._err_console is None:
             from rich.console import Console
 
-            self._err_console = Console(stderr=True, highlight=False)
+            self._err_console = Console(stderr=True, highlight=False, soft_wrap=True)
         return self._err_console

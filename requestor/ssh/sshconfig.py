@@ -1,0 +1,118 @@
+"""OpenSSH config entries and a known_hosts file made from local state, so plain
+``ssh golem-NAME``, scp, rsync and editors' remote plugins reach a VM with the
+same key and the same host-key pin that golem itself uses.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from requestor.db.models import VM
+
+HOST_PREFIX = "golem-"
+CONFIG_NAME = "config"
+KNOWN_HOSTS_NAME = "known_hosts"
+HEADER = "# Written by golem from its local state; 'golem vm ssh-config --write' rewrites it.\n"
+# Characters that would change the meaning of a Host line or a config value.
+_UNSAFE_NAME = set(" \t\r\n\"'*?!,#=\\")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    host: str
+    port: int
+    user: str
+    key_path: str
+    host_key: str
+
+
+def entries(vms: Iterable[VM]) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The VMs that can have an entry, and (name, reason) for each that cannot."""
+    usable: list[Entry] = []
+    skipped: list[tuple[str, str]] = []
+    for vm in vms:
+        if vm.ssh_host is None or vm.ssh_port is None:
+            skipped.append((vm.name, "no SSH address yet (its create did not finish)"))
+        elif vm.ssh_key_path is None:
+            skipped.append((vm.name, "no SSH key recorded"))
+        elif vm.host_key is None:
+            skipped.append(
+                (vm.name, f"no pinned host key yet (connect once with 'golem vm ssh {vm.name}')")
+            )
+        elif (
+            _UNSAFE_NAME & set(vm.name)
+            or _UNSAFE_NAME & set(vm.ssh_host)
+            or any(c in vm.ssh_key_path for c in '"\r\n')
+        ):
+            skipped.append(
+                (vm.name, "its name, address or key path cannot be written into an OpenSSH config")
+            )
+        else:
+            usable.append(
+                Entry(vm.name, vm.ssh_host, vm.ssh_port, vm.ssh_user, vm.ssh_key_path, vm.host_key)
+            )
+    return usable, skipped
+
+
+def quote(value: str, tokens: bool = True) -> str:
+    """A config value: ``%`` doubled where OpenSSH expands tokens, quoted if it has spaces."""
+    if tokens:
+        value = value.replace("%", "%%")
+    return f'"{value}"' if any(c.isspace() for c in value) else value
+
+
+def host_alias(name: str) -> str:
+    return HOST_PREFIX + name
+
+
+def known_hosts_pattern(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def render_known_hosts(pinned: Iterable[Entry]) -> str:
+    lines = [
+        f"{known_hosts_pattern(e.host, e.port)} {' '.join(e.host_key.split()[:2])}\n"
+        for e in pinned
+    ]
+    return "".join(sorted(set(lines)))
+
+
+def render_config(chosen: Iterable[Entry], known_hosts_path: Path) -> str:
+    blocks = [HEADER]
+    for e in chosen:
+        blocks.append(
+            f"\nHost {host_alias(e.name)}\n"
+            f"    HostName {e.host}\n"
+            f"    Port {e.port}\n"
+            f"    User {quote(e.user)}\n"
+            f"    IdentityFile {quote(e.key_path)}\n"
+            "    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {quote(str(known_hosts_path))}\n"
+            "    StrictHostKeyChecking yes\n"
+            "    ForwardAgent no\n"
+            "    ServerAliveInterval 15\n"
+            "    ServerAliveCountMax 3\n"
+        )
+    return "".join(blocks)
+
+
+def include_line(config_path: Path) -> str:
+    return f"Include {quote(str(config_path), tokens=False)}"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` at once (readers never see half a file), mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

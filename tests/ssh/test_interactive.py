@@ -1,0 +1,104 @@
+"""``golem vm ssh NAME`` in a real terminal (a pty driven by pexpect), started from a
+local bash so the terminal's modes can be compared before and after."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.conftest import GOLEM
+from tests.ssh.conftest import World
+
+LOCAL = "LOCAL-PROMPT> "
+REMOTE = re.compile(r"ubuntu@vm1[-\w]*:\S*[$#] ")
+
+
+@pytest.fixture
+def terminal(world: World, tmp_path: Path) -> Iterator[pexpect.spawn]:
+    env = {**world.env, "TERM": "xterm-256color", "PS1": LOCAL}
+    child = pexpect.spawn(
+        "bash",
+        ["--norc", "--noprofile", "-i"],
+        env=env,
+        cwd=str(tmp_path),
+        dimensions=(24, 80),
+        timeout=20,
+    )
+    child.expect_exact(LOCAL)
+    yield child
+    child.close(force=True)
+
+
+def _local(child: pexpect.spawn, line: str) -> str:
+    child.sendline(line)
+    child.expect_exact(LOCAL)
+    return child.before.decode(errors="replace")
+
+
+def test_interactive_session(terminal: pexpect.spawn, tmp_path: Path) -> None:
+    child = terminal
+    _local(child, "stty -g > before.txt")
+    child.sendline(f"{GOLEM} vm ssh vm1")
+    child.expect(REMOTE)
+
+    child.sendline("stty size; echo TERM=$TERM")
+    child.expect(r"(\d+) (\d+)\r\nTERM=(\S+)\r\n")
+    assert child.match.groups() == (b"24", b"80", b"xterm-256color")
+    child.expect(REMOTE)
+
+    # The local window grows: SIGWINCH must carry the new size to the remote pty.
+    child.setwinsize(40, 132)
+    child.sendline("stty size")
+    child.expect(r"(\d+) (\d+)\r\n")
+    assert child.match.groups() == (b"40", b"132")
+    child.expect(REMOTE)
+
+    # Raw mode: ^C goes to the remote foreground job, not to golem.
+    child.sendline("sleep 30")
+    child.sendcontrol("c")
+    child.expect(REMOTE)
+    child.sendline("echo still here")
+    child.expect_exact("still here\r\n")
+    child.expect(REMOTE)
+
+    child.sendline("exit 3")
+    child.expect_exact(LOCAL)
+    assert "rc=3" in _local(child, "echo rc=$?")
+    _local(child, "stty -g > after.txt")
+    # All modes and control characters (stty -g leaves out only the window size).
+    assert (tmp_path / "before.txt").read_text().strip() != ""
+    assert (tmp_path / "before.txt").read_text() == (tmp_path / "after.txt").read_text()
+
+
+def test_tilde_dot_drops_a_hung_session(terminal: pexpect.spawn, tmp_path: Path) -> None:
+    child = terminal
+    _local(child, "stty -g > before.txt")
+    child.sendline(f"{GOLEM} vm ssh vm1")
+    child.expect(REMOTE)
+    # A "~" that is not at the start of a line, and "~~", are plain characters.
+    child.sendline("echo a~b; echo ~~x")
+    child.expect_exact("a~b\r\n")
+    child.expect(REMOTE)
+    child.send("sleep 60\r")  # something that will not end by itself
+    child.send("~.")
+    child.expect_exact("Connection to vm1 closed.")
+    child.expect_exact(LOCAL)
+    assert "rc=255" in _local(child, "echo rc=$?")
+    _local(child, "stty -g > after.txt")
+    assert (tmp_path / "before.txt").read_text() == (tmp_path / "after.txt").read_text()
+
+
+def test_remote_exit_status_is_the_process_exit_status(world: World) -> None:
+    env = {**world.env, "TERM": "xterm"}
+    child = pexpect.spawn(
+        str(GOLEM), ["vm", "ssh", "vm1"], env=env, dimensions=(24, 80), timeout=20
+    )
+    child.expect(REMOTE)
+    child.sendline("exit 42")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 42

@@ -85,9 +85,7 @@ class ProviderNotFoundError(NetworkError):
 
 
 class ProviderUnavailableError(NetworkError):
-    default_hint = (
-        "Choose a different provider or wait for the original to come back online."
-    )
+    default_hint = "Choose a different provider or wait for the original to come back online."
 
 
 class ProviderRefusedError(NetworkError):
@@ -116,9 +114,7 @@ class UnsupportedOperationError(NetworkError):
 class VMGoneError(NetworkError):
     """The provider no longer knows the VM."""
 
-    default_hint = (
-        "Remove the local record with 'golem vm forget NAME', or create a new VM."
-    )
+    default_hint = "Remove the local record with 'golem vm forget NAME', or create a new VM."
 
 
 # --- SSH ------------------------------------------------------------------------
@@ -131,8 +127,11 @@ class SSHError(GolemError):
 class SSHUnreachableError(SSHError):
     default_hint = "Wait a few moments and try again. The VM is likely still initializing."
 
-    def __init__(self, message: str = "Unable to establish SSH connection (VM may be starting up)",
-                 hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "Unable to establish SSH connection (VM may be starting up)",
+        hint: str | None = None,
+    ) -> None:
         super().__init__(message, hint)
 
 

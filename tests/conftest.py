@@ -69,14 +69,23 @@ def golem_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Golem
     yield GolemEnv(home=home, base_dir=base_dir, env=env)
 
 
-def run_golem(golem_env: GolemEnv, *args: str, input: str | bytes | None = None,
-              timeout: float = 60, extra_env: dict[str, str] | None = None,
-              ) -> subprocess.CompletedProcess[str]:
+def run_golem(
+    golem_env: GolemEnv,
+    *args: str,
+    input: str | bytes | None = None,
+    timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``golem`` console script as a user would."""
     env = {**golem_env.env, **(extra_env or {})}
     return subprocess.run(
-        [str(GOLEM), *args], input=input, capture_output=True, text=True, env=env,
-        timeout=timeout, check=False,
+        [str(GOLEM), *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -87,8 +96,7 @@ def golem(golem_env: GolemEnv):  # type: ignore[no-untyped-def]
 
     runner = CliRunner()
 
-    def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None
-               ) -> Result:
+    def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
         return runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
     return invoke

@@ -41,8 +41,9 @@ class RootGroup(LazyGroup):
             )
 
 
-def _fail(ctx: click.Context, message: str, hint: str | None, code: int,
-          error: BaseException) -> NoReturn:
+def _fail(
+    ctx: click.Context, message: str, hint: str | None, code: int, error: BaseException
+) -> NoReturn:
     app = ctx.find_object(AppContext)
     if app is not None and app.debug:
         import traceback

@@ -52,8 +52,9 @@ def _framed(console: Console, title: str, body: RenderableType | None) -> None:
 
 
 def _plain_table(*columns: str) -> Table:
-    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold",
-                  padding=(0, 2, 0, 0))
+    table = Table(
+        box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0)
+    )
     for column in columns:
         table.add_column(column, no_wrap=True)
     return table
@@ -83,9 +84,12 @@ def providers(console: Console, listing: ProviderListing) -> None:
         else:
             state = Text(f"○ offline ({clean(view.error or 'no answer', 60)})", style="red")
         table.add_row(
-            safe(ad.provider_id, 66), Text(f"🌍 {clean(ad.country or '??', 8)}"),
-            Text(f"💻 {ad.resources.cpu}"), Text(f"🧠 {ad.resources.memory}GB"),
-            Text(f"💾 {ad.resources.storage}GB"), state,
+            safe(ad.provider_id, 66),
+            Text(f"🌍 {clean(ad.country or '??', 8)}"),
+            Text(f"💻 {ad.resources.cpu}"),
+            Text(f"🧠 {ad.resources.memory}GB"),
+            Text(f"💾 {ad.resources.storage}GB"),
+            state,
         )
     _framed(console, f"🌍 Available Providers ({len(views)} total)", table)
 
@@ -113,13 +117,17 @@ def vm_list(console: Console, vms: Sequence[VM]) -> None:
     table = _plain_table("Name", "Status", "IP Address", "Resources")
     for vm in vms:
         table.add_row(
-            safe(vm.name, 64), status_text(vm.status), safe(vm.ssh_host or vm.provider_ip, 64),
+            safe(vm.name, 64),
+            status_text(vm.status),
+            safe(vm.ssh_host or vm.provider_ip, 64),
             Text(resources_text(vm.cpu, vm.memory)),
         )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
     if not vms:
-        console.print("No VMs yet. Create one with "
-                      "'golem vm create NAME --cpu 1 --memory 1 --storage 10'.", style="dim")
+        console.print(
+            "No VMs yet. Create one with 'golem vm create NAME --cpu 1 --memory 1 --storage 10'.",
+            style="dim",
+        )
 
 
 def vm_json(vm: VM) -> dict[str, Any]:
@@ -158,19 +166,31 @@ def deployed(console: Console, result: CreateResult) -> None:
     console.print("─" * RULE_WIDTH, style="dim")
     console.print(Text("  🎉 VM Deployed Successfully!", style="bold green"))
     console.print("─" * RULE_WIDTH, style="dim")
-    _section(console, "VM Details", [
-        ("🏷️  Name     ", clean(vm.name, 64)),
-        ("💻 Resources ", resources_text(vm.cpu, vm.memory, vm.storage)),
-        ("🟢 Status    ", vm.status.value),
-    ])
-    _section(console, "Connection Details", [
-        ("🌐 IP Address", clean(host, 64)),
-        ("🔌 Port      ", str(port)),
-    ])
-    _section(console, "Quick Connect", [
-        ("🔑 SSH Command ", f"ssh -i {key} -p {port} {vm.ssh_user}@{clean(host, 64)}"),
-        ("💡 Or simply   ", f"golem vm ssh {vm.name}"),
-    ])
+    _section(
+        console,
+        "VM Details",
+        [
+            ("🏷️  Name     ", clean(vm.name, 64)),
+            ("💻 Resources ", resources_text(vm.cpu, vm.memory, vm.storage)),
+            ("🟢 Status    ", vm.status.value),
+        ],
+    )
+    _section(
+        console,
+        "Connection Details",
+        [
+            ("🌐 IP Address", clean(host, 64)),
+            ("🔌 Port      ", str(port)),
+        ],
+    )
+    _section(
+        console,
+        "Quick Connect",
+        [
+            ("🔑 SSH Command ", f"ssh -i {key} -p {port} {vm.ssh_user}@{clean(host, 64)}"),
+            ("💡 Or simply   ", f"golem vm ssh {vm.name}"),
+        ],
+    )
     console.print("─" * RULE_WIDTH, style="dim")
 
 
@@ -178,7 +198,7 @@ def _home_relative(path: str) -> str:
     from pathlib import Path
 
     home = str(Path.home())
-    return "~" + path[len(home):] if path.startswith(home + "/") else path
+    return "~" + path[len(home) :] if path.startswith(home + "/") else path
 
 
 # --- actions on several VMs --------------------------------------------------------
@@ -189,8 +209,12 @@ _PAST = {"start": "Started", "stop": "Stopped", "destroy": "Destroyed", "refresh
 def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
     mark = "✓" if outcome.ok else "✗"
     note = " (already)" if outcome.result.value == "already" else ""
-    console.print(Text(f"{mark} {_PAST[action]} {clean(outcome.name, 64)}{note}",
-                       style="green" if outcome.ok else "red"))
+    console.print(
+        Text(
+            f"{mark} {_PAST[action]} {clean(outcome.name, 64)}{note}",
+            style="green" if outcome.ok else "red",
+        )
+    )
 
 
 def bulk(console: Console, report: BulkReport) -> None:
@@ -200,7 +224,8 @@ def bulk(console: Console, report: BulkReport) -> None:
     style = {"done": "green", "already": "green", "failed": "red", "cancelled": "yellow"}
     for outcome in sorted(report.outcomes, key=lambda o: (o.ok, o.name)):
         table.add_row(
-            safe(outcome.name, 64), safe(outcome.provider, 40),
+            safe(outcome.name, 64),
+            safe(outcome.provider, 40),
             Text(outcome.result.value, style=style[outcome.result.value]),
             Text(outcome.status.value if outcome.status else "removed"),
             safe(outcome.error or "", 200),

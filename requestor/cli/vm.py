@@ -32,8 +32,9 @@ VM_LAZY_COMMANDS: dict[str, str] = {
 pass_app = click.make_pass_decorator(AppContext)
 
 
-def run_with_services(app: AppContext, work: Callable[[Services], Awaitable[T]],
-                      **options: Any) -> T:
+def run_with_services(
+    app: AppContext, work: Callable[[Services], Awaitable[T]], **options: Any
+) -> T:
     """The command boundary: one event loop, one set of services, closed in order."""
     import asyncio
 
@@ -71,20 +72,31 @@ def vm() -> None:
 @click.option("--no-probe", is_flag=True, help="Do not check whether providers answer.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
-def providers(app: AppContext, cpu: int | None, memory: int | None, storage: int | None,
-              country: str | None, reachable_only: bool, no_probe: bool, as_json: bool) -> None:
+def providers(
+    app: AppContext,
+    cpu: int | None,
+    memory: int | None,
+    storage: int | None,
+    country: str | None,
+    reachable_only: bool,
+    no_probe: bool,
+    as_json: bool,
+) -> None:
     """List providers with free resources, and whether each answers now."""
     from requestor.services.vms import ProviderListing, list_providers
 
     if country is not None:
         country = country.strip().upper()
         if len(country) != 2 or not country.isalpha() or not country.isascii():
-            raise InputError(f"Invalid --country {country!r}: use a two-letter code",
-                             "For example --country SE or --country US.")
+            raise InputError(
+                f"Invalid --country {country!r}: use a two-letter code",
+                "For example --country SE or --country US.",
+            )
 
     async def work(services: Services) -> ProviderListing:
-        return await list_providers(services, cpu=cpu, memory=memory, storage=storage,
-                                    country=country, probe=not no_probe)
+        return await list_providers(
+            services, cpu=cpu, memory=memory, storage=storage, country=country, probe=not no_probe
+        )
 
     if as_json:
         listing = run_with_services(app, work)
@@ -117,17 +129,36 @@ def providers(app: AppContext, cpu: int | None, memory: int | None, storage: int
 @click.option("--cpu", type=int, required=True, help="CPU cores: 1, 2, 4, 8 or 16.")
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
-@click.option("--wait-timeout", type=click.FloatRange(min=1), default=180, show_default=True,
-              help="Seconds to wait for the VM's SSH to answer.")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=1),
+    default=180,
+    show_default=True,
+    help="Seconds to wait for the VM's SSH to answer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
-def create(app: AppContext, name: str, provider_id: str | None, cpu: int, memory: int,
-           storage: int, wait_timeout: float, as_json: bool) -> None:
+def create(
+    app: AppContext,
+    name: str,
+    provider_id: str | None,
+    cpu: int,
+    memory: int,
+    storage: int,
+    wait_timeout: float,
+    as_json: bool,
+) -> None:
     """Create a VM on a provider and wait until it accepts SSH."""
     from requestor.services.vms import CreateRequest, CreateResult, create_vm, validate_create
 
-    request = CreateRequest(name=name, cpu=cpu, memory=memory, storage=storage,
-                            provider_id=provider_id, ssh_wait=wait_timeout)
+    request = CreateRequest(
+        name=name,
+        cpu=cpu,
+        memory=memory,
+        storage=storage,
+        provider_id=provider_id,
+        ssh_wait=wait_timeout,
+    )
     validate_create(request)  # before touching anything
 
     if as_json:
@@ -153,9 +184,11 @@ def create(app: AppContext, name: str, provider_id: str | None, cpu: int, memory
 
         from requestor.text import clean
 
-        app.err_console.print(Text(
-            f"Picked provider {clean(result.provider.provider_id, 66)}: {result.choice_reason}."
-        ))
+        app.err_console.print(
+            Text(
+                f"Picked provider {clean(result.provider.provider_id, 66)}: {result.choice_reason}."
+            )
+        )
     deployed(app.console, result)
 
 
@@ -164,8 +197,12 @@ def create(app: AppContext, name: str, provider_id: str | None, cpu: int, memory
 
 @vm.command(name="list")
 @click.option("--refresh", is_flag=True, help="Ask each provider for the current status.")
-@click.option("--timeout", type=click.FloatRange(min=0.5), default=None,
-              help="With --refresh: seconds to wait for each provider (default 15).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.5),
+    default=None,
+    help="With --refresh: seconds to wait for each provider (default 15).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
 def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json: bool) -> None:
@@ -224,10 +261,19 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.argument("names", nargs=-1),
         click.option("--all", "all_vms", is_flag=True, help="Every VM in local state."),
         click.option("--provider", "provider_id", help="Only VMs on this provider."),
-        click.option("--concurrency", type=click.IntRange(1, 500), default=100,
-                     show_default=True, help="VMs handled at once."),
-        click.option("--timeout", type=click.FloatRange(min=0.5), default=None,
-                     help="Seconds to wait for each provider call (default 15)."),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 500),
+            default=100,
+            show_default=True,
+            help="VMs handled at once.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.5),
+            default=None,
+            help="Seconds to wait for each provider call (default 15).",
+        ),
         click.option("--json", "as_json", is_flag=True, help="One JSON object per VM."),
     ]
     for option in reversed(options):
@@ -235,9 +281,17 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _act(app: AppContext, action_name: str, names: tuple[str, ...], all_vms: bool,
-         provider_id: str | None, concurrency: int, timeout: float | None, as_json: bool,
-         confirm: Callable[[int, list[str]], None] | None = None) -> None:
+def _act(
+    app: AppContext,
+    action_name: str,
+    names: tuple[str, ...],
+    all_vms: bool,
+    provider_id: str | None,
+    concurrency: int,
+    timeout: float | None,
+    as_json: bool,
+    confirm: Callable[[int, list[str]], None] | None = None,
+) -> None:
     from requestor.services.vms import Action, run_action, select_vms
 
     action = Action(action_name)
@@ -260,16 +314,22 @@ def _act(app: AppContext, action_name: str, names: tuple[str, ...], all_vms: boo
 _ING = {"start": "Starting", "stop": "Stopping", "destroy": "Destroying", "refresh": "Refreshing"}
 
 
-async def _with_progress(console: Any, action: Action, services: Services, vms: list[Any],
-                         concurrency: int) -> BulkReport:
+async def _with_progress(
+    console: Any, action: Action, services: Services, vms: list[Any], concurrency: int
+) -> BulkReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from requestor.services.vms import Outcome, run_action
 
     failed = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[failed]} failed"), console=console,
-                  transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task(_ING[action.value], total=len(vms), failed=0)
 
         def advance(outcome: Outcome) -> None:
@@ -277,8 +337,7 @@ async def _with_progress(console: Any, action: Action, services: Services, vms: 
             failed += 0 if outcome.ok else 1
             progress.update(task, advance=1, failed=failed)
 
-        return await run_action(services, action, vms, concurrency=concurrency,
-                                on_outcome=advance)
+        return await run_action(services, action, vms, concurrency=concurrency, on_outcome=advance)
 
 
 def _finish(app: AppContext, action: Action, report: BulkReport | None, as_json: bool) -> None:
@@ -338,8 +397,9 @@ def destroy(app: AppContext, /, yes: bool, **selection: Any) -> None:
                 f"Refusing to destroy {count} VM(s) ({shown}) without confirmation",
                 "Pass --yes to confirm when not at a terminal.",
             )
-        if not click.confirm(f"Destroy {count} VM(s) ({shown})? This cannot be undone",
-                             default=False, err=True):
+        if not click.confirm(
+            f"Destroy {count} VM(s) ({shown})? This cannot be undone", default=False, err=True
+        ):
             raise InputError("Nothing destroyed.", None)
 
     _act(app, "destroy", confirm=confirm, **selection)

@@ -57,15 +57,17 @@ async def fetch_host_key(host: str, port: int, limit: float = 10.0) -> str:
 
     async with asyncio.timeout(limit):
         key = await asyncssh.get_server_host_key(
-            host, port, server_host_key_algs=list(HOST_KEY_ALGORITHMS), config=None,
+            host,
+            port,
+            server_host_key_algs=list(HOST_KEY_ALGORITHMS),
+            config=None,
         )
     if key is None:
         raise SSHUnreachableError()
     return str(key.export_public_key("openssh").decode().strip())
 
 
-async def wait_for_host_key(host: str, port: int, within: float,
-                            poll_interval: float = 0.5) -> str:
+async def wait_for_host_key(host: str, port: int, within: float, poll_interval: float = 0.5) -> str:
     """Poll until the VM's SSH answers, then return its host key (to pin)."""
     import asyncssh
 

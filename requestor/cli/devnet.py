@@ -57,6 +57,12 @@ def devnet() -> None:
     help="How many provider nodes to start.",
 )
 @click.option(
+    "--localhost",
+    is_flag=True,
+    help="One provider on 127.0.0.1:7466, where 'localhost' leads, with its VMs' SSH "
+    "on 127.0.0.1: for GOLEM_REQUESTOR_FORCE_LOCALHOST=true (source .env.dev).",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where VM folders and the env file go "
@@ -144,8 +150,11 @@ def devnet() -> None:
     multiple=True,
     help="Any fault for one provider, e.g. devnet-provider-02:latency_ms=500 (repeatable).",
 )
+@click.pass_context
 def up(
+    ctx: click.Context,
     providers: int,
+    localhost: bool,
     state_dir: Path | None,
     discovery_port: int,
     base_address: str,
@@ -165,13 +174,37 @@ def up(
 
     Prints the environment for a second shell (export lines on stdout) and writes
     it to STATE_DIR/env.
+
+    With --localhost, 'source .env.dev' in the second shell works too.
     """
     import asyncio
 
+    from click.core import ParameterSource
     from pydantic import ValidationError
 
     from requestor.devnet.faults import Faults
-    from requestor.devnet.network import Devnet, UnknownProviderError
+    from requestor.devnet.network import (
+        DEFAULT_DISCOVERY_HOST,
+        LOCALHOST_ADDRESS,
+        Devnet,
+        UnknownProviderError,
+    )
+
+    discovery_host: str | None = None
+    if localhost:
+        if ctx.get_parameter_source("providers") is not ParameterSource.DEFAULT and providers != 1:
+            raise InputError(
+                f"--localhost runs exactly one provider, not {providers}",
+                "Every provider would be reached at localhost:7466, so there is room for one: "
+                "drop --providers (or pass --providers 1).",
+            )
+        if ctx.get_parameter_source("base_address") is not ParameterSource.DEFAULT:
+            raise InputError(
+                "--localhost and --base-address cannot be combined",
+                f"--localhost puts the provider on {LOCALHOST_ADDRESS}; drop one of them.",
+            )
+        providers, base_address = 1, LOCALHOST_ADDRESS
+        discovery_host = DEFAULT_DISCOVERY_HOST
 
     try:
         base = Faults(
@@ -197,6 +230,7 @@ def up(
             state_dir or default_state_dir(),
             providers,
             base_address=base_address,
+            discovery_host=discovery_host,
             discovery_port=discovery_port,
             ad_ttl_s=ad_ttl,
             faults=base,
@@ -260,10 +294,14 @@ async def _serve(net: Devnet) -> None:
         try:
             await net.start()
         except AddressInUseError as error:
+            other_port = (
+                ", or start this one with another --discovery-port"
+                if error.address == f"{net.discovery_host}:{net.discovery_port}"
+                else ""
+            )
             raise GolemError(
                 str(error),
-                "Another devnet may be running: stop it with Ctrl-C in its shell, or start "
-                "this one with another --discovery-port.",
+                f"Another devnet may be running: stop it with Ctrl-C in its shell{other_port}.",
             ) from None
         except StateDirInUseError as error:
             raise GolemError(
@@ -292,6 +330,8 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from requestor.devnet.network import LOCALHOST_ADDRESS
+
     console = Console(stderr=True, highlight=False)
     table = Table(title=f"Devnet: {len(net.specs)} providers, discovery at {net.discovery_url}")
     for column in ("Provider ID", "Address", "Country", "CPU", "Memory", "Storage", "Faults"):
@@ -312,6 +352,10 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     console.print(table)
     console.print(f"State: {net.state_dir}  (a devnet VM runs as you: it is not isolation)")
     console.print(f"In another shell:  source {env_file}")
+    if [spec.ip_address for spec in net.specs] == [LOCALHOST_ADDRESS]:
+        console.print(
+            "  or, from the repository:  source .env.dev  (GOLEM_REQUESTOR_FORCE_LOCALHOST)"
+        )
     console.print("Press Ctrl-C to stop.")
 
 

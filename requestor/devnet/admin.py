@@ -7,6 +7,8 @@ They live on the discovery server, which stays up while a provider plays
     GET /devnet/providers/{provider_id}          one provider
     PUT /devnet/providers/{provider_id}/faults   body: Faults (replaces that provider's)
     PUT /devnet/faults                           body: Faults (replaces every provider's)
+    POST /devnet/providers/{provider_id}/vms/{name}/rotate-host-key
+                                                 a new host key for that VM, as if re-created
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class AdminBackend(Protocol):
     async def set_faults(self, provider_id: str, faults: Faults) -> None: ...
 
     async def set_all_faults(self, faults: Faults) -> None: ...
+
+    async def rotate_host_key(self, provider_id: str, vm_name: str) -> str: ...
 
 
 def is_loopback_peer(remote: str | None) -> bool:
@@ -87,6 +91,17 @@ def add_admin_routes(app: web.Application, backend: AdminBackend) -> None:
             }
         )
 
+    async def rotate_host_key(request: web.Request) -> web.Response:
+        provider_id = request.match_info["provider_id"]
+        name = request.match_info["name"]
+        if backend.provider_summary(provider_id) is None:
+            return detail("Provider not found", 404)
+        try:
+            host_key = await backend.rotate_host_key(provider_id, name)
+        except KeyError:
+            return detail("VM not found", 404)
+        return json_response({"provider_id": provider_id, "name": name, "host_key": host_key})
+
     app.add_routes(
         [
             web.get("/devnet/providers", _loopback_only(list_providers), allow_head=False),
@@ -95,5 +110,9 @@ def add_admin_routes(app: web.Application, backend: AdminBackend) -> None:
             ),
             web.put("/devnet/providers/{provider_id}/faults", _loopback_only(put_faults)),
             web.put("/devnet/faults", _loopback_only(put_all_faults)),
+            web.post(
+                "/devnet/providers/{provider_id}/vms/{name}/rotate-host-key",
+                _loopback_only(rotate_host_key),
+            ),
         ]
     )

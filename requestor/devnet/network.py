@@ -23,7 +23,11 @@ from requestor.devnet.faults import Faults
 from requestor.devnet.provider import API_PORT, ProviderNode, ProviderSpec, make_provider_app
 
 DEFAULT_BASE_ADDRESS = "127.0.0.11"
+DEFAULT_DISCOVERY_HOST = "127.0.0.10"  # discovery_address_for(DEFAULT_BASE_ADDRESS)
 DEFAULT_DISCOVERY_PORT = 9001
+# What "localhost" resolves to: with GOLEM_REQUESTOR_FORCE_LOCALHOST the requestor
+# reaches every provider at localhost:7466, so a --localhost devnet has one provider here.
+LOCALHOST_ADDRESS = "127.0.0.1"
 DEFAULT_READVERTISE_S = 60.0
 MAX_PROVIDERS = 1000
 # Hung requests are cut this long after shutdown starts.
@@ -101,8 +105,13 @@ class Devnet:
     """Start with ``async with Devnet(state_dir=...)`` or ``start()``/``stop()``.
 
     Everything binds to loopback: discovery on ``discovery_host:discovery_port``
-    (port 0 picks a free one), provider ``i`` on the i-th address from
-    ``base_address`` at port 7466, VM SSH ports from 50800 on each provider's address.
+    (port 0 picks a free one; the host defaults to the address just below
+    ``base_address``), provider ``i`` on the i-th address from ``base_address`` at
+    port 7466, VM SSH ports from 50800 on each provider's address.
+
+    The ``golem devnet up --localhost`` layout, for ``.env.dev``
+    (``GOLEM_REQUESTOR_FORCE_LOCALHOST``): ``providers=1``,
+    ``base_address=LOCALHOST_ADDRESS``, ``discovery_host=DEFAULT_DISCOVERY_HOST``.
     """
 
     def __init__(
@@ -324,3 +333,16 @@ class Devnet:
     async def set_all_faults(self, faults: Faults) -> None:
         for node in self.nodes:
             await self.set_faults(node.provider_id, faults)
+
+    async def rotate_host_key(self, provider_id: str, vm_name: str) -> str:
+        """Give a VM a new host key, as a provider that re-created it would.
+
+        ``vm_name`` is the name the VM was created with on that provider. The running
+        VM shows the new key to new connections, and keeps it across stop/start.
+        Answers the new OpenSSH public key line; ``KeyError`` for an unknown
+        provider or VM.
+        """
+        node = self._by_id.get(provider_id)
+        if node is None:
+            raise KeyError(f"unknown provider id {provider_id!r}")
+        return node.rotate_host_key(vm_name)

@@ -330,6 +330,18 @@ class ProviderNode:
         )
         await self._on_change(self)
 
+    def rotate_host_key(self, name: str) -> str:
+        """Give VM ``name`` a new host key, as if the provider had re-created it.
+
+        Answers the new key as an OpenSSH public key line; ``KeyError`` for an unknown VM.
+        """
+        vm = self.vms.get(name)
+        if vm is None:
+            raise KeyError(f"{self.provider_id} has no VM {name!r}")
+        key = vm.server.rotate_host_key()
+        vm.updated_at = now_iso()
+        return key.export_public_key().decode().strip()
+
     async def shutdown(self) -> None:
         self._hung.set()
         await asyncio.gather(

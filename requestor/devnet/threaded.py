@@ -56,6 +56,7 @@ class DevnetThread:
         providers: int = 3,
         *,
         base_address: str | None = None,
+        discovery_host: str | None = None,
         discovery_port: int = 0,
         faults: Faults | None = None,
         provider_faults: Mapping[str, Faults] | None = None,
@@ -68,6 +69,7 @@ class DevnetThread:
         self._providers = providers
         self._base_address = base_address
         self._options: dict[str, Any] = {
+            "discovery_host": discovery_host,
             "discovery_port": discovery_port,
             "faults": faults,
             "provider_faults": provider_faults,
@@ -227,6 +229,14 @@ class DevnetThread:
             self.set_all_faults()
         else:
             self.set_faults(provider_id)
+
+    def rotate_host_key(self, provider_id: str, vm_name: str) -> str:
+        """Give a VM a new host key (see ``Devnet.rotate_host_key``); the new public key line."""
+
+        async def rotate(devnet: Devnet) -> str:
+            return await devnet.rotate_host_key(provider_id, vm_name)
+
+        return self.run(rotate)
 
     def summaries(self) -> list[dict[str, Any]]:
         """What ``GET /devnet/providers`` answers: addresses, faults, VMs."""

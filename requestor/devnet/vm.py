@@ -53,13 +53,27 @@ def load_or_create_host_key(root: Path) -> asyncssh.SSHKey:
     path = root / HOST_KEY_PATH
     if path.exists():
         return asyncssh.read_private_key(path)
+    return create_host_key(root)
+
+
+def create_host_key(root: Path) -> asyncssh.SSHKey:
+    """A new ed25519 host key, written over the VM folder's key files (if any)."""
     key = asyncssh.generate_private_key("ssh-ed25519")
+    path = root / HOST_KEY_PATH
     path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    # Written beside and renamed into place, so a reader never sees half a key.
     # Created 0600 from the start: asyncssh's own writer honours the umask.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.export_private_key())
-    path.with_suffix(".pub").write_bytes(key.export_public_key())
+    for target, data, mode in (
+        (path, key.export_private_key(), 0o600),
+        (path.with_suffix(".pub"), key.export_public_key(), 0o644),
+    ):
+        partial = target.with_name(target.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        partial.replace(target)
     return key
 
 
@@ -131,6 +145,15 @@ class _HomeSFTPServer(asyncssh.SFTPServer):
         result: bytes = super().map_path(path)
         return result
 
+    def exit(self) -> None:
+        # asyncssh closes an SFTP subsystem channel without an exit status; OpenSSH's
+        # sftp-server exits 0, and OpenSSH 9's scp (SFTP underneath) fails without it.
+        # scp -O sessions end through this method too, after sending their own status.
+        chan = self.channel
+        if chan.get_subsystem() == "sftp":
+            with contextlib.suppress(OSError):
+                chan.exit(0)
+
 
 class _SSHServer(asyncssh.SSHServer):
     def __init__(self, vm: VMServer) -> None:
@@ -185,6 +208,18 @@ class VMServer:
     def host_key(self) -> asyncssh.SSHKey:
         if self._host_key is None:
             self._host_key = load_or_create_host_key(self.root)
+        return self._host_key
+
+    def rotate_host_key(self) -> asyncssh.SSHKey:
+        """Replace the host key, as a provider that re-created the VM would.
+
+        The new key is written to the VM folder (so stop/start keeps it) and, if the
+        server is listening, shown to every connection from now on; connections
+        already open keep the key they were made with, as sshd's do after a reload.
+        """
+        self._host_key = create_host_key(self.root)
+        if self._acceptor is not None:
+            self._acceptor.update(server_host_keys=[self._host_key])
         return self._host_key
 
     async def start(self) -> int:

@@ -17,9 +17,12 @@ def test_create_pinned_the_key_the_vm_shows(world: World) -> None:
 
 def test_changed_host_key_is_refused_and_repin_accepts_it(world: World) -> None:
     old = str(world.row("vm2")["host_key"])
-    world.new_host_key("vm2")
+    # What a re-created VM (or someone in the path) looks like: same address, another key.
+    row = world.row("vm2")
+    rotated = world.net.rotate_host_key(str(row["provider_id"]), str(row["provider_vm_name"]))
     new_file = world.vm_home("vm2").parents[1] / "etc/ssh/ssh_host_ed25519_key.pub"
     new = new_file.read_text().strip()
+    assert new == rotated
     assert old.split()[1] != new.split()[1]
 
     refused = world.golem("vm", "ssh", "vm2", "--", "echo should-not-run")

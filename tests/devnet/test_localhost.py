@@ -1,0 +1,136 @@
+"""``golem devnet up --localhost`` + ``source .env.dev``: development mode end to end.
+
+With ``GOLEM_REQUESTOR_FORCE_LOCALHOST`` the requestor reaches every provider at
+``localhost:7466`` and its VMs at ``localhost:<port>``, so this devnet has one
+provider on 127.0.0.1:7466 (fixed by the contract's port). Discovery runs on a free
+port here, so a developer's own ``golem devnet up`` does not get in the way; that
+``.env.dev`` names the devnet's default discovery address is checked separately.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from tests.conftest import GOLEM, REPO, GolemEnv, run_golem
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _dev_env_file_variables() -> dict[str, str]:
+    """What ``source .env.dev`` sets, read by bash itself (so the file is what is tested)."""
+    done = subprocess.run(
+        ["bash", "-c", "source .env.dev && env -0"],
+        cwd=REPO,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        capture_output=True,
+        timeout=10,
+        check=True,
+    )
+    variables = dict(
+        entry.split("=", 1) for entry in done.stdout.decode().split("\0") if "=" in entry
+    )
+    return {name: value for name, value in variables.items() if name.startswith("GOLEM_")}
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_localhost_devnet(
+    golem_env: GolemEnv, state_dir: Path, discovery_port: int
+) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [
+            str(GOLEM),
+            "devnet",
+            "up",
+            "--localhost",
+            "--state-dir",
+            str(state_dir),
+            "--discovery-port",
+            str(discovery_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=golem_env.env,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    exports = 0
+    while exports < 2:  # printed once discovery and the provider are up
+        line = lines.get(timeout=30)
+        if line is None:
+            assert process.stderr is not None
+            error = process.stderr.read()
+            process.wait(timeout=10)
+            raise AssertionError(f"golem devnet up --localhost exited:\n{error}")
+        assert line.startswith("export "), line
+        exports += 1
+    return process
+
+
+def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path: Path) -> None:
+    dev = _dev_env_file_variables()
+    assert dev["GOLEM_REQUESTOR_ENVIRONMENT"] == "development"
+    assert dev["GOLEM_REQUESTOR_FORCE_LOCALHOST"] == "true"
+    assert dev["GOLEM_REQUESTOR_DISCOVERY_URL"] == "http://127.0.0.10:9001"  # devnet default
+    discovery_port = _free_port("127.0.0.10")
+    # .env.dev plus an isolated home and base dir; discovery on this test's own port.
+    extra_env = {
+        **dev,
+        "GOLEM_REQUESTOR_DISCOVERY_URL": f"http://127.0.0.10:{discovery_port}",
+        "HOME": str(golem_env.home),
+        "GOLEM_REQUESTOR_BASE_DIR": str(golem_env.base_dir),
+    }
+
+    def golem(*args: str) -> subprocess.CompletedProcess[str]:
+        result = run_golem(golem_env, *args, extra_env=extra_env)
+        assert result.returncode == 0, f"golem {' '.join(args)}:\n{result.stdout}{result.stderr}"
+        return result
+
+    process = _start_localhost_devnet(golem_env, tmp_path / "devnet", discovery_port)
+    try:
+        listed = json.loads(golem("vm", "providers", "--json").stdout)
+        assert [(p["provider_id"], p["ip_address"], p["reachable"]) for p in listed] == [
+            ("devnet-provider-01", "127.0.0.1", True)
+        ]
+        golem("vm", "create", "dev-vm", "--cpu", "1", "--memory", "1", "--storage", "10")
+        assert golem("vm", "ssh", "dev-vm", "--", "echo ok").stdout == "ok\n"
+        golem("vm", "destroy", "dev-vm", "--yes")
+        assert "dev-vm" not in golem("vm", "list").stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0
+
+
+def test_localhost_means_one_provider(golem: Any) -> None:
+    result: Result = golem("devnet", "up", "--localhost", "--providers", "3")
+    assert result.exit_code == 2
+    assert "Error: --localhost runs exactly one provider, not 3" in result.output
+    assert "--providers 1" in result.output

@@ -48,6 +48,10 @@ class Settings(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises for a port outside 0-65535
+        except ValueError:
+            raise ValueError("has an invalid port") from None
         return value.rstrip("/")
 
     @property

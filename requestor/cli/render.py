@@ -82,7 +82,7 @@ def providers(console: Console, listing: ProviderListing) -> None:
         elif view.reachable:
             state = Text(f"● online {view.latency_ms or 0:.0f} ms", style="green")
         else:
-            state = Text(f"○ offline ({clean(view.error or 'no answer', 60)})", style="red")
+            state = Text("○ offline", style="red")
         table.add_row(
             safe(ad.provider_id, 66),
             Text(f"🌍 {clean(ad.country or '??', 8)}"),
@@ -92,6 +92,12 @@ def providers(console: Console, listing: ProviderListing) -> None:
             state,
         )
     _framed(console, f"🌍 Available Providers ({len(views)} total)", table)
+    for view in views:
+        if view.reachable is False:
+            console.print(
+                Text(f"{clean(view.advertisement.provider_id, 66)}: ", style="dim")
+                + Text(clean(view.error or "no answer", 120), style="dim")
+            )
 
 
 def providers_json(listing: ProviderListing) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import click
 
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.errors import ExitCode, InputError
+from requestor.errors import ExitCode, GolemError, InputError
 
 if TYPE_CHECKING:
     from requestor.services.runtime import Services
@@ -30,6 +30,20 @@ VM_LAZY_COMMANDS: dict[str, str] = {
 }
 
 pass_app = click.make_pass_decorator(AppContext)
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds in a range (``nan`` and ``inf`` pass FloatRange)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
 
 
 def run_with_services(
@@ -131,7 +145,7 @@ def providers(
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
 @click.option(
     "--wait-timeout",
-    type=click.FloatRange(min=1),
+    type=Seconds(min=1, max=3600),
     default=180,
     show_default=True,
     help="Seconds to wait for the VM's SSH to answer.",
@@ -199,7 +213,7 @@ def create(
 @click.option("--refresh", is_flag=True, help="Ask each provider for the current status.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.5),
+    type=Seconds(min=0.5, max=600),
     default=None,
     help="With --refresh: seconds to wait for each provider (default 15).",
 )
@@ -247,10 +261,11 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
 def forget(app: AppContext, names: tuple[str, ...]) -> None:
     """Remove VMs from local state only (e.g. ones the provider no longer knows)."""
     from requestor.services.vms import forget_vms
+    from requestor.text import clean
 
     removed = run_with_services(app, lambda services: forget_vms(services, names))
     for name in removed:
-        click.echo(f"Forgot {name}")
+        click.echo(f"Forgot {clean(name, 80)}")
 
 
 # --- start, stop, destroy: one, several, globs, --all --------------------------------
@@ -270,7 +285,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0.5),
+            type=Seconds(min=0.5, max=600),
             default=None,
             help="Seconds to wait for each provider call (default 15).",
         ),
@@ -342,7 +357,6 @@ async def _with_progress(
 
 def _finish(app: AppContext, action: Action, report: BulkReport | None, as_json: bool) -> None:
     from requestor.cli import render
-    from requestor.errors import GolemError
 
     if report is None:
         if as_json:
@@ -400,6 +414,6 @@ def destroy(app: AppContext, /, yes: bool, **selection: Any) -> None:
         if not click.confirm(
             f"Destroy {count} VM(s) ({shown})? This cannot be undone", default=False, err=True
         ):
-            raise InputError("Nothing destroyed.", None)
+            raise GolemError("Nothing destroyed.")
 
     _act(app, "destroy", confirm=confirm, **selection)

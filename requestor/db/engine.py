@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from requestor.errors import StateError
+from requestor.errors import ConfigError, StateError
 
 BUSY_TIMEOUT_MS = 30_000
 _BEGIN_MODE = "golem_begin"
@@ -37,12 +37,13 @@ def _prepare_directory(db_path: Path) -> None:
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as error:
-        raise StateError(
+        # An unusable path is a bad setting (exit 2), not a failed operation.
+        raise ConfigError(
             f"Cannot create the folder for the database {db_path.parent}: {error.strerror}",
             hint="Set GOLEM_REQUESTOR_DB_PATH or GOLEM_REQUESTOR_BASE_DIR to a writable place.",
         ) from None
     if db_path.exists() and not os.access(db_path, os.R_OK | os.W_OK):
-        raise StateError(
+        raise ConfigError(
             f"The database {db_path} is not readable and writable by you",
             hint="Fix its permissions, or point GOLEM_REQUESTOR_DB_PATH elsewhere.",
         )

@@ -41,11 +41,11 @@ class Timeouts:
         )
 
     def client_timeout(self) -> aiohttp.ClientTimeout:
+        # No "connect" limit: in aiohttp it includes waiting for a pooled
+        # connection, which would fail healthy-but-busy providers; the socket
+        # connect itself is bounded by sock_connect, the whole call by total.
         return aiohttp.ClientTimeout(
-            total=self.total,
-            connect=self.connect,
-            sock_connect=self.connect,
-            sock_read=self.read,
+            total=self.total, connect=None, sock_connect=self.connect, sock_read=self.read
         )
 
 
@@ -80,17 +80,31 @@ class Response:
         """FastAPI's error text: ``{"detail": "..."}`` or a 422 list of messages."""
         detail = self.data.get("detail") if isinstance(self.data, dict) else self.data
         if isinstance(detail, list):
-            parts = []
-            for item in detail:
-                if isinstance(item, dict):
-                    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
-                    parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
-                else:
-                    parts.append(str(item))
-            return "; ".join(parts)
+            return "; ".join(_validation_message(item) for item in detail[:10])
         if isinstance(detail, dict):
-            return str(detail.get("message") or detail.get("code") or detail)
-        return "" if detail is None else str(detail)
+            return _short(detail.get("message") or detail.get("code") or detail)
+        return "" if detail is None else _short(detail)
+
+
+def _short(value: object, limit: int = 500) -> str:
+    """Untrusted JSON as bounded text (a deep structure must not blow up)."""
+    if isinstance(value, str):
+        return value[:limit]
+    try:
+        return json.dumps(value)[:limit]
+    except (TypeError, ValueError, RecursionError):
+        return type(value).__name__
+
+
+def _validation_message(item: object) -> str:
+    """One entry of FastAPI's 422 list, ``{"loc": [...], "msg": "..."}``, or anything."""
+    if not isinstance(item, dict):
+        return _short(item, 200)
+    loc = item.get("loc")
+    parts = loc if isinstance(loc, list) else []
+    where = ".".join(_short(p, 40) for p in parts[:8] if p != "body")
+    message = _short(item.get("msg", ""), 200)
+    return f"{where}: {message}" if where else message
 
 
 class HttpClient:
@@ -183,8 +197,14 @@ class HttpClient:
             raise
         except aiohttp.ClientConnectorError as error:
             raise TransportError(f"connection failed ({_reason(error)})", refused=True) from None
+        except aiohttp.ConnectionTimeoutError:
+            raise TransportError(
+                f"no connection within {timeouts.connect:g} s", refused=True
+            ) from None
+        except aiohttp.SocketTimeoutError:
+            raise TransportError(f"no answer within {timeouts.read:g} s") from None
         except TimeoutError:
-            raise TransportError(f"no answer within {timeouts.total:g} s") from None
+            raise TransportError(f"no complete answer within {timeouts.total:g} s") from None
         except aiohttp.ServerDisconnectedError:
             raise TransportError("the server closed the connection") from None
         except aiohttp.ClientPayloadError as error:
@@ -197,7 +217,7 @@ class HttpClient:
             return Response(status, None)
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             if status >= 400:
                 return Response(status, {"detail": body[:300].decode("utf-8", "replace")})
             raise TransportError(f"the answer is not JSON (HTTP {status})", protocol=True) from None

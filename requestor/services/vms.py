@@ -12,6 +12,7 @@ Rules it keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import fnmatch
 import time
@@ -35,7 +36,7 @@ from requestor.errors import (
     VMNotFoundError,
 )
 from requestor.services.provider import ProviderClient, ProviderUnreachable
-from requestor.services.runtime import DEFAULT_CONCURRENCY, Services
+from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
 from requestor.text import clean
 from requestor.wire import rules
 from requestor.wire.models import Advertisement, CreateVMRequest, VMInfo
@@ -71,7 +72,7 @@ async def probe_providers(
         async with bound:
             try:
                 seconds = await services.provider(ad.ip_address, ad.provider_id).probe()
-            except (ProviderUnavailableError, ProviderProtocolError) as error:
+            except GolemError as error:
                 reason = error.message.split(": ")[-1]
                 return ProviderView(ad, reachable=False, error=reason)
         return ProviderView(ad, reachable=True, latency_ms=seconds * 1000)
@@ -161,7 +162,6 @@ async def _choose_provider(
 async def create_vm(
     services: Services, request: CreateRequest, progress: Progress = lambda _step: None
 ) -> CreateResult:
-    from requestor.ssh.hostkeys import wait_for_host_key
     from requestor.ssh.keys import ensure_key_pair
 
     validate_create(request)
@@ -210,17 +210,41 @@ async def create_vm(
     except IntegrityError:
         raise NameTakenError(f"A VM named {request.name} already exists") from None
 
-    # 4. Deploy.
-    progress(f"Deploying on provider {clean(ad.provider_id, 80)}")
+    try:
+        vm = await _deploy(services, provider, vm, key.public_key, request, progress)
+    except GolemError:
+        raise
+    except Exception as error:  # a bug must not leave the record without a trace
+        await _note_error(services, vm.id, f"create failed: {type(error).__name__}: {error}")
+        raise
+    return CreateResult(vm=vm, provider=ad, choice_reason=choice_reason)
+
+
+async def _deploy(
+    services: Services,
+    provider: ProviderClient,
+    vm: VM,
+    public_key: str,
+    request: CreateRequest,
+    progress: Progress,
+) -> VM:
+    """Steps 4-5 of create, for a VM already recorded locally as ``creating``."""
+    from requestor.ssh.hostkeys import wait_for_host_key
+
+    progress(f"Deploying on provider {provider.label}")
     body = CreateVMRequest(
         name=vm.provider_vm_name,
         resources={"cpu": request.cpu, "memory": request.memory, "storage": request.storage},
-        ssh_key=key.public_key,
+        ssh_key=public_key,
     )
     try:
         info = await provider.create_vm(body)
     except (InsufficientResourcesError, ProviderRefusedError) as error:
-        await _forget_id(services, vm.id)  # the provider said no: nothing exists remotely
+        # The provider said no. A failed launch may still hold a VM by that name:
+        # ask for its removal (unknown names are fine), then drop the record.
+        with contextlib.suppress(GolemError):
+            await provider.delete(vm.provider_vm_name)
+        await _forget_id(services, vm.id)
         raise error from None
     except ProviderUnreachable as error:
         if error.transport.refused:
@@ -243,8 +267,20 @@ async def create_vm(
         stored = await repository.get_vm_by_id(session, vm.id)
         if stored is not None:
             stored.ssh_host, stored.ssh_port = ssh_host, access.ssh_port
+            # A refresh that ran while the provider was still creating may have
+            # called it gone; it exists.
             stored.status = VMStatus(info.status.value)
             stored.updated_at = utcnow()
+    if stored is None:
+        # Destroyed or forgotten locally while being created: do not leave an
+        # orphan running (and billed) at the provider.
+        with contextlib.suppress(GolemError):
+            await provider.delete(vm.provider_vm_name)
+        raise GolemError(
+            f"VM {request.name} was removed locally while it was being created; "
+            "it was deleted at the provider too",
+            hint="Create it again if you still want it.",
+        )
     vm.ssh_host, vm.ssh_port = ssh_host, access.ssh_port
 
     progress(f"Waiting for SSH on {ssh_host}:{access.ssh_port}")
@@ -264,7 +300,7 @@ async def create_vm(
             stored.last_error = None
             stored.updated_at = utcnow()
             vm = stored
-    return CreateResult(vm=vm, provider=ad, choice_reason=choice_reason)
+    return vm
 
 
 async def _forget_id(services: Services, vm_id: int) -> None:
@@ -429,6 +465,9 @@ async def _perform(services: Services, action: Action, vm: VM) -> tuple[Outcome,
         )
     except GolemError as error:
         return outcome(Result.FAILED, vm.status, error), _Change(error=error.message)
+    except Exception as error:  # isolate one VM's surprise from the others
+        failure = GolemError(f"internal error: {type(error).__name__}: {clean(error, 200)}")
+        return outcome(Result.FAILED, vm.status, failure), _Change(error=failure.message)
 
 
 def _status_after(action: Action, info: VMInfo | None) -> VMStatus:
@@ -498,21 +537,28 @@ async def run_action(
     report = BulkReport(action)
     started = time.perf_counter()
     bound = asyncio.Semaphore(max(1, concurrency))
+    # Never queue more calls on a provider than it gets connections: time spent
+    # waiting for a pooled connection would count against the call's timeout.
+    per_provider: dict[str, asyncio.Semaphore] = {}
     writes: set[asyncio.Task[None]] = set()
 
     async def one(vm: VM) -> None:
-        async with bound:
+        provider_turn = per_provider.setdefault(
+            vm.provider_ip, asyncio.Semaphore(PER_PROVIDER_CONNECTIONS)
+        )
+        async with bound, provider_turn:
             outcome, change = await _perform(services, action, vm)
         write = asyncio.ensure_future(_record(services, vm.id, change))
         writes.add(write)
-        # Shielded: a Ctrl-C must not leave this VM's record half-written.
-        await asyncio.shield(write)
+        # Reported as soon as the provider answered; the write below finishes
+        # even on Ctrl-C (shielded), so the report and the database agree.
         report.outcomes.append(outcome)
         on_outcome(outcome)
+        await asyncio.shield(write)
 
     tasks = [asyncio.create_task(one(vm)) for vm in vms]
     try:
-        await asyncio.gather(*tasks)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
     except asyncio.CancelledError:
         report.interrupted = True
         for task in tasks:
@@ -534,6 +580,12 @@ async def run_action(
         current = asyncio.current_task()
         if current is not None:
             current.uncancel()
+    else:
+        # Only the local database can fail here (each provider error is an
+        # outcome); every other VM has finished and been recorded by now.
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
     report.seconds = time.perf_counter() - started
     return report
 

@@ -8,12 +8,43 @@ still checked. What we send is built strictly.
 from __future__ import annotations
 
 import enum
+import ipaddress
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 ProviderText = Annotated[str, Field(min_length=1, max_length=256)]
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _ip_address(value: str) -> str:
+    """An advertised address must be an IP literal: it becomes part of a URL we call,
+    so anything with a port, path or credentials in it would let an advertiser aim
+    golem at any host, port and path."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not an IP address") from None
+
+
+def _host(value: str) -> str:
+    """An IP literal or a plain DNS name (no port, path, user or scheme)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        if _HOSTNAME.fullmatch(value):
+            return value
+        raise ValueError("not an IP address or host name") from None
+
+
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+HostName = Annotated[str, AfterValidator(_host)]
 
 
 class _Answer(BaseModel):
@@ -31,7 +62,7 @@ class Resources(_Answer):
 
 class Advertisement(_Answer):
     provider_id: ProviderText
-    ip_address: Annotated[str, Field(min_length=1, max_length=255)]
+    ip_address: IPAddress
     country: Annotated[str, Field(max_length=8)] | None = None
     resources: Resources
     created_at: datetime | None = None
@@ -47,10 +78,16 @@ class ProviderVMStatus(enum.StrEnum):
     DELETED = "deleted"
 
 
+def _known_status(value: Any) -> Any:
+    """A status this golem does not know (a newer provider) reads as ``error``."""
+    known = {status.value for status in ProviderVMStatus}
+    return value if not isinstance(value, str) or value in known else "error"
+
+
 class VMInfo(_Answer):
     id: str | None = None
     name: ProviderText
-    status: ProviderVMStatus
+    status: Annotated[ProviderVMStatus, BeforeValidator(_known_status)]
     resources: Resources | None = None
     ip_address: str | None = None
     ssh_port: Annotated[int, Field(ge=1, le=65535)] | None = None
@@ -60,7 +97,7 @@ class VMInfo(_Answer):
 
 
 class VMAccess(_Answer):
-    ssh_host: Annotated[str, Field(min_length=1, max_length=255)]
+    ssh_host: HostName
     ssh_port: Annotated[int, Field(ge=1, le=65535)]
     vm_id: str | None = None
     multipass_name: str | None = None

@@ -82,5 +82,5 @@ async def test_hanging_provider_is_cut_by_the_timeout(devnet: DevnetThread) -> N
     devnet.set_faults(handle.provider_id, hang=True)
     async with HttpClient(timeout_cap=0.5) as http:
         client = ProviderClient(http, handle.api_url, handle.provider_id)
-        with pytest.raises(ProviderUnreachable, match=r"no answer within 0\.5 s"):
+        with pytest.raises(ProviderUnreachable, match=r"answer within 0\.5 s"):
             await client.get_vm("anything")

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             table(["command", "median", "range", "time vs golem"], rows, "lrrr"),
             table(["copy", "median", "throughput", "time vs golem"], copy_rows, "lrrr"),
             f"golem takes **{ratio_true:.1f}×** OpenSSH's time for a command: most of it is "
-            "Python start-up and imports (about 0.35 s: SQLAlchemy for local state, asyncssh), "
+            "Python start-up and imports (about 0.25 s: SQLAlchemy for local state, asyncssh), "
             "not the connection. Both copies go through the same single-threaded Python SSH "
             f"server on the devnet. For {mb} MB, golem takes {ratio_up:.2f}× scp's time up and "
             f"{ratio_down:.2f}× down. scp runs in OpenSSH 9's default SFTP mode, as golem vm cp "
@@ -201,3 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     if not options.no_write:
         update_section(SECTION, markdown)
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

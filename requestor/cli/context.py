@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from requestor.settings import Settings
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,3 +48,19 @@ class AppContext:
 
             self._err_console = Console(stderr=True, highlight=False, soft_wrap=True)
         return self._err_console
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        """The command boundary: the one event loop of this command.
+
+        ``golem``'s entry point pauses the garbage collector while modules load
+        (see ``requestor.cli.main.main``); here the start-up objects are frozen
+        and collection resumes, so a long session (a shell, a devnet, a big copy)
+        collects what it allocates.
+        """
+        import asyncio
+        import gc
+
+        if not gc.isenabled():
+            gc.freeze()
+            gc.enable()
+        return asyncio.run(main)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from requestor.cli.context import AppContext
 from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
@@ -177,8 +178,6 @@ def up(
 
     With --localhost, 'source .env.dev' in the second shell works too.
     """
-    import asyncio
-
     from click.core import ParameterSource
     from pydantic import ValidationError
 
@@ -243,7 +242,7 @@ def up(
         ) from None
     except ValueError as error:
         raise InputError(str(error)) from None
-    asyncio.run(_serve(net))
+    ctx.ensure_object(AppContext).run(_serve(net))
 
 
 def _provider_faults(

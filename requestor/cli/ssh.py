@@ -49,7 +49,6 @@ class _Spinner:
 
 def _run(app: AppContext, name: str, work: Callable[[Database, Target], Awaitable[T]]) -> T:
     """One event loop: local state, the VM's details, then ``work``."""
-    import asyncio
 
     from requestor.db.engine import Database
     from requestor.ssh.client import load_target
@@ -61,7 +60,7 @@ def _run(app: AppContext, name: str, work: Callable[[Database, Target], Awaitabl
             target = await load_target(db, settings, name)
             return await work(db, target)
 
-    return asyncio.run(main())
+    return app.run(main())
 
 
 async def _connect(app: AppContext, db: Database, target: Target, wait: float) -> Any:
@@ -363,7 +362,6 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> None:
     known_hosts file golem writes beside its key). With --write, add the printed
     Include line to the top of ~/.ssh/config once.
     """
-    import asyncio
 
     from requestor.db.engine import Database
     from requestor.db.repository import list_vms
@@ -376,7 +374,7 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> None:
         async with Database(settings.db_path) as db, db.read() as session:
             return await list_vms(session)
 
-    vms = asyncio.run(read())
+    vms = app.run(read())
     known = {vm.name for vm in vms}
     for name in names:
         if name not in known:

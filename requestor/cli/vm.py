@@ -50,8 +50,6 @@ def run_with_services(
     app: AppContext, work: Callable[[Services], Awaitable[T]], **options: Any
 ) -> T:
     """The command boundary: one event loop, one set of services, closed in order."""
-    import asyncio
-
     from requestor.services.runtime import open_services
 
     settings = app.settings
@@ -60,7 +58,7 @@ def run_with_services(
         async with open_services(settings, **options) as services:
             return await work(services)
 
-    return asyncio.run(main())
+    return app.run(main())
 
 
 def _echo_json(data: Any) -> None:
@@ -221,8 +219,6 @@ def create(
 @pass_app
 def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json: bool) -> None:
     """List your VMs from local state (--refresh asks the providers first)."""
-    import asyncio
-
     from requestor.cli.render import vm_json, vm_list
 
     settings = app.settings
@@ -243,7 +239,7 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
             async with Database(settings.db_path) as db, db.read() as session:
                 return await read_vms(session), await count_rejected_legacy(session)
 
-        vms, rejected = asyncio.run(local())
+        vms, rejected = app.run(local())
         if rejected and not as_json:
             app.err_console.print(
                 f"[yellow]{rejected} VM record(s) from the earlier golem could not be read; "

@@ -1,6 +1,11 @@
 """OpenSSH config entries and a known_hosts file made from local state, so plain
 ``ssh golem-NAME``, scp, rsync and editors' remote plugins reach a VM with the
 same key and the same host-key pin that golem itself uses.
+
+Pins are keyed by the VM, as in golem: each Host block sets ``HostKeyAlias
+golem-NAME`` and the known_hosts line for that VM names the alias, not the
+address. Keyed by ``[host]:port``, two VMs that share an address and port (a
+provider reusing the port of a destroyed VM) would each accept the other's key.
 """
 
 from __future__ import annotations
@@ -70,15 +75,9 @@ def host_alias(name: str) -> str:
     return HOST_PREFIX + name
 
 
-def known_hosts_pattern(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 def render_known_hosts(pinned: Iterable[Entry]) -> str:
-    lines = [
-        f"{known_hosts_pattern(e.host, e.port)} {' '.join(e.host_key.split()[:2])}\n"
-        for e in pinned
-    ]
+    """One line per VM, keyed by its HostKeyAlias: ``golem-NAME ssh-ed25519 AAAA...``."""
+    lines = [f"{host_alias(e.name)} {' '.join(e.host_key.split()[:2])}\n" for e in pinned]
     return "".join(sorted(set(lines)))
 
 
@@ -92,8 +91,10 @@ def render_config(chosen: Iterable[Entry], known_hosts_path: Path) -> str:
             f"    User {quote(e.user)}\n"
             f"    IdentityFile {quote(e.key_path)}\n"
             "    IdentitiesOnly yes\n"
+            f"    HostKeyAlias {host_alias(e.name)}\n"
             f"    UserKnownHostsFile {quote(str(known_hosts_path))}\n"
             "    StrictHostKeyChecking yes\n"
+            "    CheckHostIP no\n"
             "    ForwardAgent no\n"
             "    ServerAliveInterval 15\n"
             "    ServerAliveCountMax 3\n"

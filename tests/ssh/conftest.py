@@ -72,7 +72,7 @@ class World:
 
     def set_column(self, name: str, column: str, value: object) -> None:
         """Edit local state as another tool (or a hand) would."""
-        assert column in {"ssh_key_path", "status", "host_key"}
+        assert column in {"ssh_key_path", "status", "host_key", "ssh_host", "ssh_port"}
         connection = sqlite3.connect(self.db_path)
         try:
             with connection:

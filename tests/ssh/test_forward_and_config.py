@@ -74,7 +74,21 @@ def test_forward_rejects_a_bad_spec(world: World) -> None:
     assert b"Use [LOCAL_PORT:]REMOTE_PORT" in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+needs_openssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+
+
+def _openssh(world: World, config: Path, alias: str) -> subprocess.CompletedProcess[bytes]:
+    """Plain OpenSSH with the generated config, as a user or an editor runs it."""
+    return subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", alias, "echo", "ok"],
+        capture_output=True,
+        env=world.env,
+        timeout=30,
+        check=False,
+    )
+
+
+@needs_openssh
 def test_openssh_uses_the_generated_config(world: World) -> None:
     result = world.ok("vm", "ssh-config", "--write")
     config = world.base_dir / "ssh" / "config"
@@ -82,43 +96,70 @@ def test_openssh_uses_the_generated_config(world: World) -> None:
     assert result.stdout.decode() == f"Include {config}\n"
     text = config.read_text()
     assert "Host golem-vm1\n" in text and "Host golem-vm2\n" in text
-    assert "StrictHostKeyChecking yes" in text
+    assert "    HostKeyAlias golem-vm1\n" in text and "    HostKeyAlias golem-vm2\n" in text
+    assert "StrictHostKeyChecking yes" in text and "IdentitiesOnly yes" in text
     assert f"UserKnownHostsFile {known_hosts}" in text
-    row = world.row("vm1")
-    assert f"[{row['ssh_host']}]:{row['ssh_port']} ssh-ed25519 " in known_hosts.read_text()
+    pins = known_hosts.read_text()
+    pinned = str(world.row("vm1")["host_key"]).split()[:2]
+    assert f"golem-vm1 {' '.join(pinned)}\n" in pins
+    # Keyed by the VM, never by its address.
+    assert "[" not in pins and str(world.row("vm1")["ssh_host"]) not in pins
 
-    ssh = subprocess.run(
-        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "golem-vm1", "echo", "ok"],
-        capture_output=True,
-        env=world.env,
-        timeout=30,
-        check=False,
-    )
+    ssh = _openssh(world, config, "golem-vm1")
     assert (ssh.returncode, ssh.stdout) == (0, b"ok\n"), ssh.stderr
+    assert known_hosts.read_text() == pins  # OpenSSH added nothing (no IP lines)
 
     # Printing (no --write) gives the same entries, for the VMs named.
     printed = world.ok("vm", "ssh-config", "vm1").stdout.decode()
     assert "Host golem-vm1\n" in printed and "golem-vm2" not in printed
 
 
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
-def test_openssh_refuses_a_host_whose_key_is_not_the_pin(world: World, tmp_path: Path) -> None:
+@needs_openssh
+def test_openssh_refuses_a_host_whose_key_is_not_the_pin(world: World) -> None:
     world.ok("vm", "ssh-config", "--write")
     config = world.base_dir / "ssh" / "config"
     known_hosts = world.base_dir / "ssh" / "known_hosts"
     saved = known_hosts.read_text()
-    row = world.row("vm1")
     other = "AAAAC3NzaC1lZDI1NTE5AAAAIG6ZpU0yL1bYq2T3t6y0Yx9hJt5o0p4V9e3wqS1xk8bQ"
-    known_hosts.write_text(f"[{row['ssh_host']}]:{row['ssh_port']} ssh-ed25519 {other}\n")
+    # The alias's line holds another key; the VM's own key is still in the file,
+    # under its address as the old format wrote it: neither may let it in.
+    row = world.row("vm1")
+    real = " ".join(str(row["host_key"]).split()[:2])
+    known_hosts.write_text(
+        f"golem-vm1 ssh-ed25519 {other}\n[{row['ssh_host']}]:{row['ssh_port']} {real}\n"
+    )
     try:
-        ssh = subprocess.run(
-            ["ssh", "-F", str(config), "-o", "BatchMode=yes", "golem-vm1", "echo", "ok"],
-            capture_output=True,
-            env=world.env,
-            timeout=30,
-            check=False,
-        )
+        ssh = _openssh(world, config, "golem-vm1")
     finally:
         known_hosts.write_text(saved)
     assert ssh.returncode == 255
     assert b"REMOTE HOST IDENTIFICATION HAS CHANGED" in ssh.stderr
+    assert ssh.stdout == b""
+
+
+@needs_openssh
+def test_two_vms_on_one_address_do_not_accept_each_others_key(world: World) -> None:
+    """A provider reused the port: vm2's record (and pin) now points where vm1 answers.
+
+    With known_hosts keyed by ``[host]:port`` vm1's key would be accepted for
+    golem-vm2; keyed by alias, golem-vm2 must be refused and golem-vm1 still work.
+    """
+    vm1, vm2 = world.row("vm1"), world.row("vm2")
+    world.set_column("vm2", "ssh_host", vm1["ssh_host"])
+    world.set_column("vm2", "ssh_port", vm1["ssh_port"])
+    try:
+        world.ok("vm", "ssh-config", "--write")
+        config = world.base_dir / "ssh" / "config"
+        text = config.read_text()
+        address = f"    HostName {vm1['ssh_host']}\n    Port {vm1['ssh_port']}\n"
+        assert text.count(address) == 2  # both entries lead to the same place
+        wrong = _openssh(world, config, "golem-vm2")
+        right = _openssh(world, config, "golem-vm1")
+    finally:
+        world.set_column("vm2", "ssh_host", vm2["ssh_host"])
+        world.set_column("vm2", "ssh_port", vm2["ssh_port"])
+        world.ok("vm", "ssh-config", "--write")
+    assert wrong.returncode == 255
+    assert b"REMOTE HOST IDENTIFICATION HAS CHANGED" in wrong.stderr, wrong.stderr
+    assert wrong.stdout == b""
+    assert (right.returncode, right.stdout) == (0, b"ok\n"), right.stderr

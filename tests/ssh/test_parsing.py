@@ -77,5 +77,20 @@ def test_config_quotes_paths_and_escapes_tokens() -> None:
     text = render_config([entry], Path("/x y/known_hosts"))
     assert '    IdentityFile "/home/me/My Keys/id_%%h"\n' in text
     assert '    UserKnownHostsFile "/x y/known_hosts"\n' in text
-    assert render_known_hosts([entry]) == "[127.0.0.5]:50801 ssh-ed25519 AAAAkey\n"
+    assert "    HostKeyAlias golem-web\n" in text
+    assert "    StrictHostKeyChecking yes\n" in text and "    IdentitiesOnly yes\n" in text
+    # Pins are keyed by the VM's alias, never by its address and port.
+    assert render_known_hosts([entry]) == "golem-web ssh-ed25519 AAAAkey\n"
     assert include_line(Path("/a b/config")) == 'Include "/a b/config"'
+
+
+def test_known_hosts_keeps_vms_on_one_address_apart() -> None:
+    """A provider that reuses a port: two VMs, one address, two pins, two aliases."""
+    old = Entry("old", "127.0.0.5", 50801, "ubuntu", "/k", "ssh-ed25519 AAAAold")
+    new = Entry("new", "127.0.0.5", 50801, "ubuntu", "/k", "ssh-ed25519 AAAAnew")
+    assert render_known_hosts([old, new]) == (
+        "golem-new ssh-ed25519 AAAAnew\ngolem-old ssh-ed25519 AAAAold\n"
+    )
+    text = render_config([old, new], Path("/kh"))
+    assert "Host golem-old\n" in text and "    HostKeyAlias golem-old\n" in text
+    assert "Host golem-new\n" in text and "    HostKeyAlias golem-new\n" in text

@@ -19,7 +19,6 @@ import pytest
 from requestor.devnet.network import Devnet
 from requestor.devnet.provider import DevnetVM
 from requestor.devnet.threaded import DevnetThread
-from requestor.devnet.vm import HOST_KEY_PATH, VMServer
 from tests.conftest import GOLEM, NETGUARD_DIR, REPO
 
 
@@ -112,25 +111,6 @@ class World:
             await node.start_vm(vm)  # type: ignore[attr-defined]
 
         self.net.run(start)
-
-    def new_host_key(self, name: str) -> None:
-        """What a re-created VM (or someone in the path) looks like: same address,
-        another host key. The VM's key file is replaced and its sshd restarted."""
-
-        async def rotate(devnet: Devnet) -> None:
-            vm, node = self._devnet_vm(devnet, name)
-            await node.stop_vm(vm)  # type: ignore[attr-defined]
-            try:
-                key = vm.root / HOST_KEY_PATH
-                for path in (key, key.with_suffix(".pub")):
-                    path.unlink()
-                # A fresh server object: the old one keeps its key in memory.
-                authorized = (vm.server.home / ".ssh" / "authorized_keys").read_text()
-                vm.server = VMServer(vm.root, authorized)
-            finally:
-                await node.start_vm(vm)  # type: ignore[attr-defined]
-
-        self.net.run(rotate)
 
 
 def _client_env(home: Path, discovery_url: str) -> dict[str, str]:

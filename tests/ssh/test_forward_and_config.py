@@ -3,7 +3,6 @@ OpenSSH in, with golem's key and golem's host-key pin."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
@@ -74,9 +73,6 @@ def test_forward_rejects_a_bad_spec(world: World) -> None:
     assert b"Use [LOCAL_PORT:]REMOTE_PORT" in result.stderr
 
 
-needs_openssh = pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
-
-
 def _openssh(world: World, config: Path, alias: str) -> subprocess.CompletedProcess[bytes]:
     """Plain OpenSSH with the generated config, as a user or an editor runs it."""
     return subprocess.run(
@@ -88,7 +84,6 @@ def _openssh(world: World, config: Path, alias: str) -> subprocess.CompletedProc
     )
 
 
-@needs_openssh
 def test_openssh_uses_the_generated_config(world: World) -> None:
     result = world.ok("vm", "ssh-config", "--write")
     config = world.base_dir / "ssh" / "config"
@@ -114,7 +109,6 @@ def test_openssh_uses_the_generated_config(world: World) -> None:
     assert "Host golem-vm1\n" in printed and "golem-vm2" not in printed
 
 
-@needs_openssh
 def test_openssh_refuses_a_host_whose_key_is_not_the_pin(world: World) -> None:
     world.ok("vm", "ssh-config", "--write")
     config = world.base_dir / "ssh" / "config"
@@ -137,7 +131,6 @@ def test_openssh_refuses_a_host_whose_key_is_not_the_pin(world: World) -> None:
     assert ssh.stdout == b""
 
 
-@needs_openssh
 def test_two_vms_on_one_address_do_not_accept_each_others_key(world: World) -> None:
     """A provider reused the port: vm2's record (and pin) now points where vm1 answers.
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from requestor.cli.context import AppContext
+from requestor.cli.params import Seconds
 from requestor.errors import InputError
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def _exit_with(status: int) -> None:
 @click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")
 @click.option(
     "--wait-timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0, max=3600),
     default=DEFAULT_WAIT,
     show_default=True,
     help="Seconds to wait for the VM's SSH to answer.",
@@ -205,7 +206,7 @@ async def _refresh_known_hosts(app: AppContext, db: Database) -> None:
 @click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")
 @click.option(
     "--wait-timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0, max=3600),
     default=DEFAULT_WAIT,
     show_default=True,
     help="Seconds to wait for the VM's SSH to answer.",
@@ -305,7 +306,7 @@ class _TransferProgress:
 @click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")
 @click.option(
     "--wait-timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0, max=3600),
     default=DEFAULT_WAIT,
     show_default=True,
     help="Seconds to wait for the VM's SSH to answer.",

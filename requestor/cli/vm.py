@@ -13,6 +13,7 @@ import click
 
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
+from requestor.cli.params import Seconds
 from requestor.errors import ExitCode, GolemError, InputError
 
 if TYPE_CHECKING:
@@ -30,20 +31,6 @@ VM_LAZY_COMMANDS: dict[str, str] = {
 }
 
 pass_app = click.make_pass_decorator(AppContext)
-
-
-class Seconds(click.FloatRange):
-    """A finite number of seconds in a range (``nan`` and ``inf`` pass FloatRange)."""
-
-    name = "seconds"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        import math
-
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
-        return number
 
 
 def run_with_services(
@@ -95,7 +82,7 @@ def providers(
     as_json: bool,
 ) -> None:
     """List providers with free resources, and whether each answers now."""
-    from requestor.services.vms import ProviderListing, list_providers
+    from requestor.services.vms import PROBE_CONCURRENCY, ProviderListing, list_providers
 
     if country is not None:
         country = country.strip().upper()
@@ -111,10 +98,10 @@ def providers(
         )
 
     if as_json:
-        listing = run_with_services(app, work)
+        listing = run_with_services(app, work, concurrency=PROBE_CONCURRENCY)
     else:
         with app.err_console.status("Asking the discovery service and probing providers…"):
-            listing = run_with_services(app, work)
+            listing = run_with_services(app, work, concurrency=PROBE_CONCURRENCY)
     if reachable_only:
         listing.providers[:] = [p for p in listing.providers if p.reachable]
     if as_json:

@@ -42,6 +42,8 @@ from requestor.wire import rules
 from requestor.wire.models import Advertisement, CreateVMRequest, VMInfo
 
 Progress = Callable[[str], None]
+# Probes are tiny and bounded by a 4 s timeout: ask this many providers at once.
+PROBE_CONCURRENCY = 256
 DEFAULT_SSH_WAIT = 180.0
 
 
@@ -63,7 +65,7 @@ class ProviderListing:
 
 
 async def probe_providers(
-    services: Services, ads: Sequence[Advertisement], concurrency: int = DEFAULT_CONCURRENCY
+    services: Services, ads: Sequence[Advertisement], concurrency: int = PROBE_CONCURRENCY
 ) -> list[ProviderView]:
     """Ask every provider at once whether its API answers, with a short timeout."""
     bound = asyncio.Semaphore(concurrency)

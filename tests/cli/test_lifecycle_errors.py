@@ -3,6 +3,7 @@ input, checking the message, the hint, the exit code, and the local state."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -295,3 +296,34 @@ def test_crash_during_create_is_resolved_by_refresh(
     else:
         assert not provider_holds()
         assert resolved["status"] == "gone"
+
+
+def test_a_hanging_provider_does_not_block_the_provider_list(
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    golem,
+    env,  # type: ignore[no-untyped-def]
+) -> None:
+    hung = devnet.providers[0].provider_id
+    devnet.set_faults(hung, hang=True)
+    started = time.monotonic()
+    result = golem("vm", "providers", "--json")
+    elapsed = time.monotonic() - started
+    assert_ok(result)
+    listed = {p["provider_id"]: p for p in json.loads(result.output)}
+    assert listed[hung]["reachable"] is False and "within" in listed[hung]["error"]
+    assert all(listed[p.provider_id]["reachable"] for p in devnet.providers[1:])
+    assert elapsed < 15  # the probe timeout (4 s) bounds it; a hang would never end
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_timeouts_must_be_finite(golem_env: GolemEnv, golem, value: str) -> None:  # type: ignore[no-untyped-def]
+    for args in (
+        ("vm", "create", "vm1", *CREATE, "--wait-timeout", value),
+        ("vm", "stop", "--all", "--timeout", value),
+        ("vm", "ssh", "vm1", "--wait-timeout", value),
+    ):
+        result = golem(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "--wait-timeout" in result.output or "--timeout" in result.output
+    assert not golem_env.db_path.exists()

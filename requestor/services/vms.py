@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import fnmatch
 import time
@@ -424,11 +425,68 @@ class _Change:
     error: str | None = None
     ssh_host: str | None = None
     ssh_port: int | None = None
+    unreachable: bool = False  # the provider's API gave no answer at all
+    moved_to: Advertisement | None = None  # the provider answers at a new address
 
 
-async def _perform(services: Services, action: Action, vm: VM) -> tuple[Outcome, _Change]:
-    label = vm.provider_id or vm.provider_ip
-    client = services.provider(vm.provider_ip, label)
+class _Relocator:
+    """Where a provider that stopped answering at its recorded address is now, per
+    discovery (providers can change address). Asked once per provider per command:
+    discovery limits how often it may be asked."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._lookups: dict[str, asyncio.Task[Advertisement | None]] = {}
+
+    async def find(self, provider_id: str) -> Advertisement | None:
+        if provider_id not in self._lookups:
+            self._lookups[provider_id] = asyncio.ensure_future(self._lookup(provider_id))
+        return await self._lookups[provider_id]
+
+    async def _lookup(self, provider_id: str) -> Advertisement | None:
+        try:
+            return await self._services.discovery.advertisement(provider_id)
+        except GolemError:
+            return None
+
+    def cancel(self) -> None:
+        for task in self._lookups.values():
+            task.cancel()
+
+
+async def _perform(
+    services: Services, action: Action, vm: VM, relocator: _Relocator | None = None
+) -> tuple[Outcome, _Change]:
+    """Act on one VM; if its provider does not answer where we knew it, ask
+    discovery whether it moved, and try once more there."""
+    outcome, change = await _perform_at(services, action, vm, vm.provider_ip)
+    if not change.unreachable or vm.provider_id is None or relocator is None:
+        return outcome, change
+    ad = await relocator.find(vm.provider_id)
+    if ad is None or ad.ip_address == vm.provider_ip:
+        return outcome, change
+    moved_outcome, moved_change = await _perform_at(services, action, vm, ad.ip_address)
+    if moved_change.unreachable:
+        return outcome, change
+    if not moved_change.delete and moved_outcome.ok:
+        # The VM's SSH endpoint moved with its provider.
+        with contextlib.suppress(GolemError):
+            access = await services.provider(ad.ip_address, vm.provider_id).access(
+                vm.provider_vm_name
+            )
+            moved_change = dataclasses.replace(
+                moved_change,
+                ssh_host=services.settings.ssh_host(access.ssh_host),
+                ssh_port=access.ssh_port,
+            )
+    return moved_outcome, dataclasses.replace(moved_change, moved_to=ad)
+
+
+async def _perform_at(
+    services: Services, action: Action, vm: VM, provider_ip: str
+) -> tuple[Outcome, _Change]:
+    label = vm.provider_id or provider_ip
+    client = services.provider(provider_ip, label)
 
     def outcome(
         result: Result, status: VMStatus | None, error: GolemError | None = None
@@ -465,6 +523,10 @@ async def _perform(services: Services, action: Action, vm: VM) -> tuple[Outcome,
         return outcome(Result.FAILED, VMStatus.GONE, error), _Change(
             status=VMStatus.GONE, error=error.message
         )
+    except ProviderUnreachable as error:
+        return outcome(Result.FAILED, vm.status, error), _Change(
+            error=error.message, unreachable=True
+        )
     except GolemError as error:
         return outcome(Result.FAILED, vm.status, error), _Change(error=error.message)
     except Exception as error:  # isolate one VM's surprise from the others
@@ -486,7 +548,9 @@ async def _refresh_one(
         info = await client.get_vm(vm.provider_vm_name)
     except ProviderUnavailableError as error:
         return outcome(Result.FAILED, VMStatus.UNREACHABLE, error), _Change(
-            status=VMStatus.UNREACHABLE, error=error.message
+            status=VMStatus.UNREACHABLE,
+            error=error.message,
+            unreachable=isinstance(error, ProviderUnreachable),
         )
     if info is None:
         gone = VMGoneError(f"Provider {client.label} no longer knows this VM")
@@ -518,6 +582,9 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
             stored.status = change.status
         if change.ssh_port is not None:
             stored.ssh_host, stored.ssh_port = change.ssh_host, change.ssh_port
+        if change.moved_to is not None:
+            await repository.remember_provider(session, change.moved_to)
+            stored.provider_ip = change.moved_to.ip_address
         stored.last_error = change.error
         stored.updated_at = utcnow()
 
@@ -543,13 +610,14 @@ async def run_action(
     # waiting for a pooled connection would count against the call's timeout.
     per_provider: dict[str, asyncio.Semaphore] = {}
     writes: set[asyncio.Task[None]] = set()
+    relocator = _Relocator(services)
 
     async def one(vm: VM) -> None:
         provider_turn = per_provider.setdefault(
             vm.provider_ip, asyncio.Semaphore(PER_PROVIDER_CONNECTIONS)
         )
         async with bound, provider_turn:
-            outcome, change = await _perform(services, action, vm)
+            outcome, change = await _perform(services, action, vm, relocator)
         write = asyncio.ensure_future(_record(services, vm.id, change))
         writes.add(write)
         # Reported as soon as the provider answered; the write below finishes
@@ -566,6 +634,7 @@ async def run_action(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        relocator.cancel()
         await asyncio.gather(*writes, return_exceptions=True)
         done = {o.name for o in report.outcomes}
         for vm in vms:

@@ -236,3 +236,54 @@ def test_list_refresh_shows_gone_and_unreachable(
     assert "no longer knows" in result.output
     assert_ok(golem("vm", "forget", "lost-1", env=env))
     assert set(db_rows(golem_env.db_path)) == {"keep-1"}
+
+
+def test_a_provider_that_moved_is_found_through_discovery(
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    golem,  # type: ignore[no-untyped-def]
+) -> None:
+    import ipaddress
+    import sqlite3
+
+    env = _env(devnet)
+    provider = devnet.providers[0]
+    assert_ok(
+        golem(
+            "vm",
+            "create",
+            "mover",
+            "--provider-id",
+            provider.provider_id,
+            "--cpu",
+            "1",
+            "--memory",
+            "1",
+            "--storage",
+            "10",
+            env=env,
+        )
+    )
+    # What we recorded is now stale: nothing listens at the old address.
+    old = str(ipaddress.ip_address(provider.ip_address) + 150)
+    connection = sqlite3.connect(golem_env.db_path)
+    with connection:
+        connection.execute(
+            "UPDATE vms SET provider_ip = ?, ssh_host = ? WHERE name = 'mover'", (old, old)
+        )
+    connection.close()
+
+    result = golem("vm", "stop", "mover", env=env)
+    assert_ok(result)
+    row = db_rows(golem_env.db_path)["mover"]
+    assert row["status"] == "stopped"
+    assert row["provider_ip"] == provider.ip_address == row["ssh_host"]
+
+    # The same through a refresh.
+    connection = sqlite3.connect(golem_env.db_path)
+    with connection:
+        connection.execute("UPDATE vms SET provider_ip = ? WHERE name = 'mover'", (old,))
+    connection.close()
+    assert_ok(golem("vm", "list", "--refresh", env=env))
+    row = db_rows(golem_env.db_path)["mover"]
+    assert row["status"] == "stopped" and row["provider_ip"] == provider.ip_address

@@ -1,0 +1,43 @@
+"""The live progress of a bulk action, as a user at a terminal sees it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pexpect
+
+from requestor.devnet.fleet import create_fleet
+from requestor.devnet.threaded import DevnetThread
+from requestor.settings import load_settings
+from tests.conftest import GOLEM, GolemEnv
+from tests.helpers import db_rows
+
+
+def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: DevnetThread) -> None:
+    env = {
+        **golem_env.env,
+        "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url,
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+    }
+    env.pop("NO_COLOR", None)
+    ids = [p.provider_id for p in devnet.providers]
+    asyncio.run(create_fleet(load_settings(env), ids, 6))
+    devnet.set_all_faults(latency_ms=700)
+
+    child = pexpect.spawn(
+        str(GOLEM),
+        ["vm", "stop", "--all", "--concurrency", "2"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+    child.expect("Stopping")  # the live line: what it does, a bar, done/total, failures
+    child.expect(r"\d/6")
+    child.expect("failed")
+    child.expect("stop: 6 stopped of 6")  # then the per-VM table and the summary
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert {row["status"] for row in db_rows(golem_env.db_path).values()} == {"stopped"}

@@ -26,6 +26,21 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 DEFAULT_WAIT = 60.0
 
+
+def _wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--no-wait and --wait-timeout: how long to wait for a VM whose SSH is not up yet."""
+    command = click.option(
+        "--wait-timeout",
+        type=Seconds(min=0, max=3600),
+        default=DEFAULT_WAIT,
+        show_default=True,
+        help="Seconds to wait for the VM's SSH to answer.",
+    )(command)
+    return click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")(
+        command
+    )
+
+
 pass_app = click.make_pass_decorator(AppContext)
 
 
@@ -92,14 +107,7 @@ def _exit_with(status: int) -> None:
     is_flag=True,
     help="Give the command a terminal (PTY), e.g. for top or sudo.",
 )
-@click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")
-@click.option(
-    "--wait-timeout",
-    type=Seconds(min=0, max=3600),
-    default=DEFAULT_WAIT,
-    show_default=True,
-    help="Seconds to wait for the VM's SSH to answer.",
-)
+@_wait_options
 @click.option(
     "--repin",
     is_flag=True,
@@ -203,14 +211,7 @@ async def _refresh_known_hosts(app: AppContext, db: Database) -> None:
 @click.argument("sources", nargs=-1, required=True)
 @click.argument("destination")
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders and what is in them.")
-@click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")
-@click.option(
-    "--wait-timeout",
-    type=Seconds(min=0, max=3600),
-    default=DEFAULT_WAIT,
-    show_default=True,
-    help="Seconds to wait for the VM's SSH to answer.",
-)
+@_wait_options
 @pass_app
 def cp(
     app: AppContext,
@@ -303,14 +304,7 @@ class _TransferProgress:
 @click.command()
 @click.argument("name")
 @click.argument("ports", metavar="[LOCAL_PORT:]REMOTE_PORT")
-@click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")
-@click.option(
-    "--wait-timeout",
-    type=Seconds(min=0, max=3600),
-    default=DEFAULT_WAIT,
-    show_default=True,
-    help="Seconds to wait for the VM's SSH to answer.",
-)
+@_wait_options
 @pass_app
 def forward(app: AppContext, name: str, ports: str, no_wait: bool, wait_timeout: float) -> None:
     """Forward a local port to a port on VM NAME until Ctrl-C.

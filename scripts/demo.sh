@@ -46,7 +46,7 @@ golem vm create my-webserver --provider-id "$provider" --cpu 2 --memory 4 --stor
 step "golem vm create my-database --cpu 1 --memory 2 --storage 10   # golem picks the provider"
 golem vm create my-database --cpu 1 --memory 2 --storage 10
 
-step "golem vm ssh my-webserver -- 'echo hello from \$(hostname) as \$(whoami); uname -sr'"
+step "golem vm ssh my-webserver -- 'echo \"hello from the VM, in \$PWD\"; uname -sr'"
 golem vm ssh my-webserver -- 'echo "hello from the VM, in $PWD"; uname -sr'
 
 step "golem vm list"

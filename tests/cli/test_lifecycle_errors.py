@@ -327,3 +327,30 @@ def test_timeouts_must_be_finite(golem_env: GolemEnv, golem, value: str) -> None
         assert result.exit_code == 2, (args, result.output)
         assert "--wait-timeout" in result.output or "--timeout" in result.output
     assert not golem_env.db_path.exists()
+
+
+def test_unknown_provider_id(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[no-untyped-def]
+    result = golem("vm", "create", "vm1", "--provider-id", "no-such-provider", *CREATE)
+    assert result.exit_code == 1
+    error, hint = _error_lines(result.output)
+    assert error == "Error: Provider no-such-provider is not advertised on the discovery service"
+    assert "golem vm providers" in hint
+    assert db_rows(golem_env.db_path) == {}
+
+
+def test_create_on_an_offline_provider_leaves_nothing(
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    golem,
+    env,  # type: ignore[no-untyped-def]
+) -> None:
+    provider = devnet.providers[0]
+    devnet.set_faults(provider.provider_id, offline=True)
+    result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE)
+    assert result.exit_code == 1
+    error, hint = _error_lines(result.output)
+    assert error.startswith("Error: Provider is no longer available (they may have gone offline)")
+    assert hint.startswith("Solution: Choose a different provider")
+    # The request never reached the provider: the local record is gone again.
+    assert db_rows(golem_env.db_path) == {}
+    assert all(not s["vms"] for s in devnet.summaries())

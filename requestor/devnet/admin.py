@@ -1,7 +1,11 @@
 """The devnet's admin routes (a devnet-only extension of the wire contract).
 
 They live on the discovery server, which stays up while a provider plays
-"offline", and answer loopback peers only::
+"offline", and answer loopback peers only. A web page in a browser on this
+machine is a loopback peer too, so every route also wants a ``Host`` header that
+names loopback (an IP literal or ``localhost``: no DNS-rebound name), and the
+routes that change something want ``Content-Type: application/json`` (which a
+page cannot send without a CORS preflight, and that is never answered)::
 
     GET /devnet/providers                        every provider: address, faults, VMs
     GET /devnet/providers/{provider_id}          one provider
@@ -14,6 +18,7 @@ They live on the discovery server, which stays up while a provider plays
 from __future__ import annotations
 
 import ipaddress
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -48,12 +53,36 @@ def is_loopback_peer(remote: str | None) -> bool:
     return address.is_loopback
 
 
-def _loopback_only(
-    handler: Callable[[web.Request], Awaitable[web.Response]],
-) -> Callable[[web.Request], Awaitable[web.Response]]:
+def is_loopback_host_header(host: str | None) -> bool:
+    """True for ``localhost`` or a loopback IP literal, with or without a port."""
+    if not host:
+        return False
+    try:
+        name = urllib.parse.urlsplit(f"//{host}").hostname
+    except ValueError:
+        return False
+    if name is None:
+        return False
+    if name == "localhost":
+        return True
+    return is_loopback_peer(name)
+
+
+Guarded = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _loopback_only(handler: Guarded, *, changes_state: bool = False) -> Guarded:
     async def guarded(request: web.Request) -> web.Response:
         if not is_loopback_peer(request.remote):
             return detail("The devnet admin API answers loopback clients only", 403)
+        if not is_loopback_host_header(request.headers.get("Host")):
+            return detail(
+                "The devnet admin API answers requests for a loopback host only "
+                "(Host: 127.x.y.z, [::1] or localhost)",
+                403,
+            )
+        if changes_state and request.content_type != "application/json":
+            return detail("Send the request with Content-Type: application/json", 415)
         return await handler(request)
 
     return guarded
@@ -108,11 +137,14 @@ def add_admin_routes(app: web.Application, backend: AdminBackend) -> None:
             web.get(
                 "/devnet/providers/{provider_id}", _loopback_only(get_provider), allow_head=False
             ),
-            web.put("/devnet/providers/{provider_id}/faults", _loopback_only(put_faults)),
-            web.put("/devnet/faults", _loopback_only(put_all_faults)),
+            web.put(
+                "/devnet/providers/{provider_id}/faults",
+                _loopback_only(put_faults, changes_state=True),
+            ),
+            web.put("/devnet/faults", _loopback_only(put_all_faults, changes_state=True)),
             web.post(
                 "/devnet/providers/{provider_id}/vms/{name}/rotate-host-key",
-                _loopback_only(rotate_host_key),
+                _loopback_only(rotate_host_key, changes_state=True),
             ),
         ]
     )

@@ -138,6 +138,9 @@ class DevnetVM:
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
     boot: asyncio.Task[None] | None = None
+    # Held by stop, start, delete and a delayed boot: each sees the state the one
+    # before it left, so a start still binding its port cannot outlive a delete.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -303,31 +306,43 @@ class ProviderNode:
         return vm
 
     async def stop_vm(self, vm: DevnetVM) -> None:
-        if vm.boot is not None:
-            vm.boot.cancel()
-            vm.boot = None
+        async with vm.lock:
+            await self._stop_locked(vm)
+
+    async def _stop_locked(self, vm: DevnetVM) -> None:
+        if vm.status == "deleted":
+            return
+        boot, vm.boot = vm.boot, None
+        if boot is not None:
+            # A delayed boot waits for vm.lock (held here) or sleeps: it ends here.
+            boot.cancel()
+            await asyncio.wait([boot])
         await vm.proxy.close()
         await vm.server.stop()
         vm.proxy.target_port = None
         vm.set_status("stopped")
 
     async def start_vm(self, vm: DevnetVM) -> None:
-        if vm.status != "stopped":
-            return
-        try:
-            await vm.proxy.listen()
-        except OSError as error:
-            raise ProviderError(f"Failed to start VM: {error}") from None
-        await self._boot(vm)
+        async with vm.lock:
+            if vm.status != "stopped":
+                return
+            try:
+                await vm.proxy.listen()
+            except OSError as error:
+                raise ProviderError(f"Failed to start VM: {error}") from None
+            await self._boot(vm)
 
     async def delete_vm(self, vm: DevnetVM) -> None:
-        await self.stop_vm(vm)
-        vm.set_status("deleted")
-        if self.vms.get(vm.name) is vm:
-            del self.vms[vm.name]
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: shutil.rmtree(vm.root, ignore_errors=True)
-        )
+        async with vm.lock:
+            if vm.status == "deleted":
+                return
+            await self._stop_locked(vm)
+            vm.set_status("deleted")
+            if self.vms.get(vm.name) is vm:
+                del self.vms[vm.name]
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: shutil.rmtree(vm.root, ignore_errors=True)
+            )
         await self._on_change(self)
 
     def rotate_host_key(self, name: str) -> str:
@@ -355,8 +370,11 @@ class ProviderNode:
 
     async def _boot_later(self, vm: DevnetVM, delay: float) -> None:
         await asyncio.sleep(delay)
-        await self._boot(vm)
-        vm.boot = None
+        async with vm.lock:
+            if vm.boot is not asyncio.current_task():
+                return  # stopped (or deleted) meanwhile
+            vm.boot = None
+            await self._boot(vm)
 
     def _unique_multipass_name(self, name: str) -> str:
         base = f"golem-{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"

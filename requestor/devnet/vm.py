@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import os
 import signal
 import struct
 import termios
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ _CHUNK = 65536
 # background job that keeps the terminal open must not keep the session alive.
 _DRAIN_AFTER_EXIT_S = 0.5
 _FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
+_MAX_SYMLINKS = 40  # as Linux: more on one path is ELOOP
 
 
 def prepare_vm_root(root: Path, hostname: str, public_key: str) -> None:
@@ -137,13 +139,109 @@ def _exit(process: asyncssh.SSHServerProcess[bytes], returncode: int) -> None:
 
 
 class _HomeSFTPServer(asyncssh.SFTPServer):
-    """SFTP confined to the VM folder; relative paths start in /home/ubuntu, like sshd."""
+    """SFTP confined to the VM folder; relative paths start in /home/ubuntu, like sshd.
 
-    def map_path(self, path: bytes) -> bytes:
+    Paths are resolved here, one component at a time, as a chroot would: a symlink
+    met on the way is followed inside the VM folder (an absolute target starts at
+    the VM's ``/``, ``..`` stops at it), so no path -- through links or not -- leads
+    out of the folder. asyncssh's own chroot mapping follows links with the host's
+    view and rewrites link targets; here a link's target is stored and answered as
+    the client wrote it.
+    """
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes], root: Path) -> None:
+        super().__init__(chan, chroot=bytes(root))
+        real = self._chroot
+        assert real is not None
+        self._root = real
+        # The folder as the VM's shell knows it (HOME); links it makes hold this path.
+        self._host_roots = {real, os.path.abspath(bytes(root))}
+
+    def _resolve(self, path: bytes, follow_last: bool) -> bytes:
+        """``path`` as a link-free VM path (``/...``); the last component too if ``follow_last``."""
+        root = self._root
         if not path.startswith(b"/"):
             path = b"/" + bytes(HOME_PATH) + b"/" + path
-        result: bytes = super().map_path(path)
-        return result
+        todo = [part for part in reversed(path.split(b"/")) if part not in (b"", b".")]
+        done: list[bytes] = []
+        links = 0
+        while todo:
+            part = todo.pop()
+            if part == b"..":
+                if done:
+                    done.pop()
+                continue
+            if not todo and not follow_last:
+                done.append(part)
+                break
+            try:
+                target = os.readlink(b"/".join([root, *done, part]))
+            except OSError:  # not a link, or not there: taken as it is
+                done.append(part)
+                continue
+            links += 1
+            if links > _MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            target = self._vm_target(target)
+            if target.startswith(b"/"):
+                done = []
+            todo.extend(p for p in reversed(target.split(b"/")) if p not in (b"", b"."))
+        return b"/" + b"/".join(done)
+
+    def _vm_target(self, target: bytes) -> bytes:
+        """A link target as the VM sees it: host paths into the VM folder become VM paths.
+
+        A VM's shell runs on the host, so ``ln -s ~/x`` stores the host path of the
+        VM folder; anything else (relative, or absolute outside it) is left as it is.
+        """
+        for root in self._host_roots:
+            if target == root:
+                return b"/"
+            if target.startswith(root + b"/"):
+                return target[len(root) :]
+        return target
+
+    def map_path(self, path: bytes) -> bytes:
+        # Links on the way are followed; the last component is not (lstat, remove,
+        # rename, readlink... act on a link itself). Operations that follow the last
+        # component resolve it first (see below).
+        return self._root + self._resolve(path, follow_last=False).rstrip(b"/")
+
+    def _follow(self, path: bytes) -> bytes:
+        return self._resolve(path, follow_last=True)
+
+    def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        return super().open(self._follow(path), pflags, attrs)
+
+    def open56(
+        self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
+    ) -> object:
+        return super().open56(self._follow(path), desired_access, flags, attrs)
+
+    def stat(self, path: bytes) -> Any:
+        return super().stat(self._follow(path))
+
+    def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> Any:
+        return super().setstat(self._follow(path), attrs)
+
+    def statvfs(self, path: bytes) -> Any:
+        return super().statvfs(self._follow(path))
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        async for name in super().scandir(self._follow(path)):
+            yield name
+
+    def realpath(self, path: bytes) -> bytes:
+        return self._follow(path)
+
+    def readlink(self, path: bytes) -> bytes:
+        # The target as stored (relative ones untouched); a host path into the VM
+        # folder, as a VM shell writes, is answered as the VM path.
+        return self._vm_target(os.readlink(self.map_path(path)))
+
+    def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        # Stored exactly as sent: following it is confined by _resolve anyway.
+        os.symlink(oldpath, self.map_path(newpath))
 
     def exit(self) -> None:
         # asyncssh closes an SFTP subsystem channel without an exit status; OpenSSH's
@@ -205,6 +303,10 @@ class VMServer:
         self._acceptor: asyncssh.SSHAcceptor | None = None
 
     @property
+    def listening(self) -> bool:
+        return self._acceptor is not None
+
+    @property
     def host_key(self) -> asyncssh.SSHKey:
         if self._host_key is None:
             self._host_key = load_or_create_host_key(self.root)
@@ -231,7 +333,7 @@ class VMServer:
                 0,
                 server_host_keys=[self.host_key],
                 process_factory=self._handle,
-                sftp_factory=lambda chan: _HomeSFTPServer(chan, chroot=bytes(self.root)),
+                sftp_factory=lambda chan: _HomeSFTPServer(chan, self.root),
                 allow_scp=True,
                 encoding=None,
                 # The pty does echo and line editing, as a real terminal would.

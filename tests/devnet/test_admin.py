@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from requestor.devnet.admin import add_admin_routes, is_loopback_peer
+from requestor.devnet.admin import add_admin_routes, is_loopback_host_header, is_loopback_peer
 from requestor.devnet.faults import Faults
 from requestor.devnet.threaded import DevnetThread
 from tests.devnet.helpers import FAST
@@ -51,6 +51,93 @@ async def test_non_loopback_peer_gets_403() -> None:
     response = await match.handler(request)
     assert response.status == 403
     backend.provider_summaries.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.10:9001", True),
+        ("127.45.3.10", True),
+        ("localhost:9001", True),
+        ("LocalHost", True),
+        ("[::1]:9001", True),
+        ("[::1]", True),
+        ("evil.example:9001", False),  # a DNS-rebound name that now points at 127.0.0.10
+        ("127.0.0.10.nip.io:9001", False),
+        ("localhost.evil.example", False),
+        ("10.0.0.1:9001", False),
+        ("2130706433", False),
+        ("[2001:db8::1]:9001", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_is_loopback_host_header(host: str | None, allowed: bool) -> None:
+    assert is_loopback_host_header(host) is allowed
+
+
+def _routes(devnet: DevnetThread) -> list[tuple[str, str]]:
+    base, vm = devnet.admin_url, "providers/devnet-provider-01/vms/box"
+    return [
+        ("GET", f"{base}/providers"),
+        ("GET", f"{base}/providers/devnet-provider-01"),
+        ("PUT", f"{base}/providers/devnet-provider-01/faults"),
+        ("PUT", f"{base}/faults"),
+        ("POST", f"{base}/{vm}/rotate-host-key"),
+    ]
+
+
+async def test_a_non_loopback_host_header_is_refused_on_every_route(devnet: DevnetThread) -> None:
+    # What a page on a DNS-rebound name (resolving to the devnet) gets to send.
+    json_header = {"Content-Type": "application/json"}
+    for host in ("evil.example:9001", "devnet.localhost.evil.example"):
+        for method, url in _routes(devnet):
+            status, answer = await _call(
+                method, url, data=b'{"offline": true}', headers={**json_header, "Host": host}
+            )
+            assert status == 403, (method, url, host)
+            assert "loopback host" in answer["detail"]
+    assert {s["faults"]["offline"] for s in devnet.summaries()} == {False}
+    # The same routes with a loopback Host answer (localhost is fine, too).
+    netloc = devnet.discovery_url.removeprefix("http://")
+    port = netloc.rsplit(":", 1)[1]
+    for host in (netloc, f"localhost:{port}", "[::1]"):
+        status, _ = await _call("GET", f"{devnet.admin_url}/providers", headers={"Host": host})
+        assert status == 200, host
+
+
+async def test_state_changing_routes_want_json_content_type(devnet: DevnetThread) -> None:
+    # A browser's "simple request" (no CORS preflight) can only send these types.
+    body = b'{"offline": true}'
+    for method, url in _routes(devnet):
+        if method == "GET":
+            continue
+        for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+            headers = {} if content_type is None else {"Content-Type": content_type}
+            status, answer = await _call(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                skip_auto_headers=["Content-Type"],
+            )
+            assert (status, answer) == (
+                415,
+                {"detail": "Send the request with Content-Type: application/json"},
+            ), (method, url, content_type)
+    assert {s["faults"]["offline"] for s in devnet.summaries()} == {False}
+    # With the header (and a charset) they work; reads need no header at all.
+    status, answer = await _call(
+        "PUT",
+        f"{devnet.admin_url}/faults",
+        data=body,
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert (status, answer["faults"]["offline"]) == (200, True)
+    status, _ = await _call(
+        "GET", f"{devnet.admin_url}/providers", skip_auto_headers=["Content-Type"]
+    )
+    assert status == 200
 
 
 async def _call(method: str, url: str, **kwargs: Any) -> tuple[int, Any]:

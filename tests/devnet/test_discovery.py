@@ -186,16 +186,21 @@ def test_store_expires_stale_advertisements() -> None:
 
 
 async def test_stale_advertisements_disappear_over_http(devnet_factory: Any) -> None:
-    net = devnet_factory(providers=2, ad_ttl_s=0.3, readvertise_s=3600)
+    # About a second of margin on each side, so a loaded machine cannot flake:
+    # listed right after start (TTL 1.2 s), gone 1 s after the TTL has passed.
+    net = devnet_factory(providers=2, ad_ttl_s=1.2, readvertise_s=3600)
     status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
     assert len(ads) == 2
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(2.2)
     status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
     assert (status, ads) == (200, [])
 
 
 async def test_providers_readvertise_periodically(devnet_factory: Any) -> None:
-    net = devnet_factory(providers=1, ad_ttl_s=0.4, readvertise_s=0.1)
-    await asyncio.sleep(0.8)
+    # Refreshed every 0.2 s, a TTL of 1.2 s leaves 1 s for a late refresh; after
+    # 2.5 s (more than twice the TTL) the ad is still there only thanks to refreshes.
+    net = devnet_factory(providers=1, ad_ttl_s=1.2, readvertise_s=0.2)
+    await asyncio.sleep(2.5)
     status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
     assert (status, len(ads)) == (200, 1)
+    assert ads[0]["updated_at"] > ads[0]["created_at"]  # the same record, refreshed

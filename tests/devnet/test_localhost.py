@@ -2,16 +2,23 @@
 
 With ``GOLEM_REQUESTOR_FORCE_LOCALHOST`` the requestor reaches every provider at
 ``localhost:7466`` and its VMs at ``localhost:<port>``, so this devnet has one
-provider on 127.0.0.1:7466 (fixed by the contract's port). Discovery runs on a free
-port here, so a developer's own ``golem devnet up`` does not get in the way; that
+provider on 127.0.0.1:7466 (fixed by the contract's port). Discovery runs on a port
+the devnet picks itself (``--discovery-port 0``), read back from the export lines it
+prints, so a developer's own ``golem devnet up`` does not get in the way; that
 ``.env.dev`` names the devnet's default discovery address is checked separately.
+
+127.0.0.1:7466 cannot move. If something else holds it, the test fails and says so
+(no skipping: a skipped end-to-end test is a test nobody runs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -43,15 +50,13 @@ def _dev_env_file_variables() -> dict[str, str]:
     return {name: value for name, value in variables.items() if name.startswith("GOLEM_")}
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+LOCALHOST_API = "127.0.0.1:7466"
 
 
 def _start_localhost_devnet(
-    golem_env: GolemEnv, state_dir: Path, discovery_port: int
-) -> subprocess.Popen[str]:
+    golem_env: GolemEnv, state_dir: Path
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``golem devnet up --localhost`` on a free discovery port; the process and its exports."""
     process = subprocess.Popen(
         [
             str(GOLEM),
@@ -61,7 +66,7 @@ def _start_localhost_devnet(
             "--state-dir",
             str(state_dir),
             "--discovery-port",
-            str(discovery_port),
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -77,17 +82,35 @@ def _start_localhost_devnet(
         lines.put(None)
 
     threading.Thread(target=read, daemon=True).start()
-    exports = 0
-    while exports < 2:  # printed once discovery and the provider are up
+    exports: dict[str, str] = {}
+    while len(exports) < 2:  # printed once discovery and the provider are up
         line = lines.get(timeout=30)
         if line is None:
             assert process.stderr is not None
             error = process.stderr.read()
             process.wait(timeout=10)
+            if f"{LOCALHOST_API} is in use" in error:
+                pytest.fail(
+                    f"{LOCALHOST_API} is taken by another process (a 'golem devnet up "
+                    "--localhost' of yours, or a local provider?), and this test needs it: "
+                    f"stop that process and run the test again.\n{error}",
+                    pytrace=False,
+                )
             raise AssertionError(f"golem devnet up --localhost exited:\n{error}")
-        assert line.startswith("export "), line
-        exports += 1
-    return process
+        words = shlex.split(line)
+        assert len(words) == 2 and words[0] == "export", line
+        name, _, value = words[1].partition("=")
+        exports[name] = value
+    return process, exports
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path: Path) -> None:
@@ -95,22 +118,29 @@ def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path:
     assert dev["GOLEM_REQUESTOR_ENVIRONMENT"] == "development"
     assert dev["GOLEM_REQUESTOR_FORCE_LOCALHOST"] == "true"
     assert dev["GOLEM_REQUESTOR_DISCOVERY_URL"] == "http://127.0.0.10:9001"  # devnet default
-    discovery_port = _free_port("127.0.0.10")
-    # .env.dev plus an isolated home and base dir; discovery on this test's own port.
-    extra_env = {
-        **dev,
-        "GOLEM_REQUESTOR_DISCOVERY_URL": f"http://127.0.0.10:{discovery_port}",
-        "HOME": str(golem_env.home),
-        "GOLEM_REQUESTOR_BASE_DIR": str(golem_env.base_dir),
-    }
 
-    def golem(*args: str) -> subprocess.CompletedProcess[str]:
-        result = run_golem(golem_env, *args, extra_env=extra_env)
-        assert result.returncode == 0, f"golem {' '.join(args)}:\n{result.stdout}{result.stderr}"
-        return result
-
-    process = _start_localhost_devnet(golem_env, tmp_path / "devnet", discovery_port)
+    process, exports = _start_localhost_devnet(golem_env, tmp_path / "devnet")
     try:
+        discovery_url = exports["GOLEM_REQUESTOR_DISCOVERY_URL"]
+        assert discovery_url.startswith("http://127.0.0.10:")
+        assert not discovery_url.endswith(":0")
+        env_file = (tmp_path / "devnet" / "env").read_text()
+        assert f"export GOLEM_REQUESTOR_DISCOVERY_URL={discovery_url}\n" in env_file
+        # .env.dev plus an isolated home and base dir; discovery where this devnet is.
+        extra_env = {
+            **dev,
+            "GOLEM_REQUESTOR_DISCOVERY_URL": discovery_url,
+            "HOME": str(golem_env.home),
+            "GOLEM_REQUESTOR_BASE_DIR": str(golem_env.base_dir),
+        }
+
+        def golem(*args: str) -> subprocess.CompletedProcess[str]:
+            result = run_golem(golem_env, *args, extra_env=extra_env)
+            assert result.returncode == 0, (
+                f"golem {' '.join(args)}:\n{result.stdout}{result.stderr}"
+            )
+            return result
+
         listed = json.loads(golem("vm", "providers", "--json").stdout)
         assert [(p["provider_id"], p["ip_address"], p["reachable"]) for p in listed] == [
             ("devnet-provider-01", "127.0.0.1", True)
@@ -120,13 +150,19 @@ def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path:
         golem("vm", "destroy", "dev-vm", "--yes")
         assert "dev-vm" not in golem("vm", "list").stdout
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        _stop(process)
     assert process.returncode == 0
+
+
+def test_a_taken_localhost_port_fails_the_test_clearly(golem_env: GolemEnv, tmp_path: Path) -> None:
+    # Hold 127.0.0.1:7466 (if something else already does, that is the same case).
+    with socket.socket() as holder:
+        with contextlib.suppress(OSError):
+            holder.bind(("127.0.0.1", 7466))
+            holder.listen()
+        with pytest.raises(pytest.fail.Exception, match=re.escape(f"{LOCALHOST_API} is taken")):
+            process, _ = _start_localhost_devnet(golem_env, tmp_path / "devnet")
+            _stop(process)
 
 
 def test_localhost_means_one_provider(golem: Any) -> None:

@@ -179,8 +179,10 @@ def _repin(app: AppContext, name: str, yes: bool) -> None:
         )
 
     async def work(db: Database, target: Target) -> tuple[str | None, str, bool]:
+        from requestor.ssh.sshconfig import refresh_from_db
+
         result = await repin(db, target, confirm)
-        await _refresh_known_hosts(app, db)
+        await refresh_from_db(app.settings, db)
         return result
 
     _old, new, changed = _run(app, name, work)
@@ -188,20 +190,6 @@ def _repin(app: AppContext, name: str, yes: bool) -> None:
         click.echo(f"Pinned host key {new} for {name}.", err=True)
     else:
         click.echo(f"The host key of {name} is unchanged ({new}); nothing to do.", err=True)
-
-
-async def _refresh_known_hosts(app: AppContext, db: Database) -> None:
-    """Keep ssh-config's known_hosts in step with the pins, if the user has one."""
-    from requestor.db.repository import list_vms
-    from requestor.ssh import sshconfig
-
-    path = app.settings.ssh_key_dir / sshconfig.KNOWN_HOSTS_NAME
-    if not path.exists():
-        return
-    async with db.read() as session:
-        vms = await list_vms(session)
-    usable, _ = sshconfig.entries(vms)
-    sshconfig.write_private(path, sshconfig.render_known_hosts(usable))
 
 
 # --- cp -------------------------------------------------------------------------
@@ -228,7 +216,8 @@ def cp(
       golem vm cp ./notes.txt my-vm:
       golem vm cp -r ./site my-vm:/var/www
       golem vm cp my-vm:logs/app.log .
-    Permissions and modification times are kept.
+    Permissions and modification times are kept. Symbolic links on the VM are
+    skipped (a note each); local ones are uploaded as links.
     """
     from requestor.ssh.transfer import plan_copy
 
@@ -243,7 +232,9 @@ def cp(
                 await copy(conn, plan, recursive=recursive)
                 return
             with _TransferProgress(app) as progress:
-                await copy(conn, plan, recursive=recursive, progress=progress.update)
+                await copy(
+                    conn, plan, recursive=recursive, progress=progress.update, warn=progress.warn
+                )
 
     _run(app, plan.vm, work)
 
@@ -280,6 +271,11 @@ class _TransferProgress:
 
     def __exit__(self, *_exc: object) -> None:
         self._progress.stop()
+
+    def warn(self, message: str) -> None:
+        from rich.text import Text
+
+        self._progress.console.print(Text(message))  # above the bars, not through them
 
     def update(self, source: str, _destination: str, done: int, total: int) -> None:
         from rich.markup import escape
@@ -382,7 +378,7 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> None:
     known_hosts = key_dir / sshconfig.KNOWN_HOSTS_NAME
     # Every pin goes in, not only the VMs asked for: entries printed earlier stay valid.
     sshconfig.write_private(known_hosts, sshconfig.render_known_hosts(usable))
-    text = sshconfig.render_config(chosen, known_hosts)
+    text = sshconfig.render_config(chosen, known_hosts, sorted(set(names)) or None)
     for skipped_name, reason in skipped:
         app.err_console.print(f"[yellow]Skipped {_escape(skipped_name)}: {_escape(reason)}[/]")
     if not write:

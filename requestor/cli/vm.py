@@ -34,16 +34,29 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def run_with_services(
-    app: AppContext, work: Callable[[Services], Awaitable[T]], **options: Any
+    app: AppContext,
+    work: Callable[[Services], Awaitable[T]],
+    *,
+    refresh_ssh: bool = False,
+    **options: Any,
 ) -> T:
-    """The command boundary: one event loop, one set of services, closed in order."""
+    """The command boundary: one event loop, one set of services, closed in order.
+
+    ``refresh_ssh``: the command changes which VMs exist, so rewrite the ssh
+    config and known_hosts 'golem vm ssh-config' wrote, if it did.
+    """
     from requestor.services.runtime import open_services
 
     settings = app.settings
 
     async def main() -> T:
         async with open_services(settings, **options) as services:
-            return await work(services)
+            result = await work(services)
+            if refresh_ssh:
+                from requestor.ssh.sshconfig import refresh_from_db
+
+                await refresh_from_db(settings, services.db)
+            return result
 
     return app.run(main())
 
@@ -161,7 +174,9 @@ def create(
     validate_create(request)  # before touching anything
 
     if as_json:
-        result = run_with_services(app, lambda services: create_vm(services, request))
+        result = run_with_services(
+            app, lambda services: create_vm(services, request), refresh_ssh=True
+        )
         from requestor.cli.render import vm_json
 
         _echo_json({**vm_json(result.vm), "choice_reason": result.choice_reason})
@@ -175,7 +190,7 @@ def create(
         async def work(services: Services) -> CreateResult:
             return await create_vm(services, request, progress)
 
-        result = run_with_services(app, work)
+        result = run_with_services(app, work, refresh_ssh=True)
     from requestor.cli.render import deployed
 
     if result.choice_reason:
@@ -246,7 +261,7 @@ def forget(app: AppContext, names: tuple[str, ...]) -> None:
     from requestor.services.vms import forget_vms
     from requestor.text import clean
 
-    removed = run_with_services(app, lambda services: forget_vms(services, names))
+    removed = run_with_services(app, lambda services: forget_vms(services, names), refresh_ssh=True)
     for name in removed:
         click.echo(f"Forgot {clean(name, 80)}")
 
@@ -305,7 +320,13 @@ def _act(
             return await run_action(services, action, vms, concurrency=concurrency)
         return await _with_progress(console, action, services, vms, concurrency)
 
-    report = run_with_services(app, work, concurrency=concurrency, call_timeout=timeout)
+    report = run_with_services(
+        app,
+        work,
+        refresh_ssh=action is Action.DESTROY,
+        concurrency=concurrency,
+        call_timeout=timeout,
+    )
     _finish(app, action, report, as_json)
 
 

@@ -46,6 +46,7 @@ KEEPALIVE_COUNT_MAX = 3
 CONNECT_TIMEOUT = 10.0
 RETRY_INTERVAL = 1.0
 PROVIDER_PROBE_TIMEOUT = 2.0
+PROVIDER_QUERY_TIMEOUT = 5.0
 PROVIDER_GONE = "Provider is no longer available (they may have gone offline)"
 
 
@@ -62,16 +63,14 @@ class Target:
     host_key: str | None
     status: VMStatus
     provider_api_url: str
+    provider_vm_name: str
 
 
 async def load_target(db: Database, settings: Settings, name: str) -> Target:
     async with db.read() as session:
         vm = await repository.get_vm(session, name)
     if vm.status in (VMStatus.GONE, VMStatus.DELETED):
-        raise VMGoneError(
-            f"VM {name} is gone: its provider no longer knows it",
-            hint=f"Remove the local record with 'golem vm forget {name}', or create a new VM.",
-        )
+        raise _gone(name)
     if vm.ssh_host is None or vm.ssh_port is None:
         raise SSHError(
             f"VM {name} has no SSH address in local state (its create did not finish)",
@@ -89,6 +88,20 @@ async def load_target(db: Database, settings: Settings, name: str) -> Target:
         host_key=vm.host_key,
         status=vm.status,
         provider_api_url=settings.provider_api_url(vm.provider_ip),
+        provider_vm_name=vm.provider_vm_name,
+    )
+
+
+def _gone(name: str) -> VMGoneError:
+    return VMGoneError(
+        f"VM {name} is gone: its provider no longer knows it",
+        hint=f"Remove the local record with 'golem vm forget {name}', or create a new VM.",
+    )
+
+
+def _stopped(name: str) -> SSHUnreachableError:
+    return SSHUnreachableError(
+        f"VM {name} is stopped", hint=f"Start it with 'golem vm start {name}'."
     )
 
 
@@ -214,23 +227,74 @@ async def _provider_answers(api_url: str) -> bool:
     return True
 
 
+async def _record_status(
+    db: Database, target: Target, status: VMStatus, error: str | None = None
+) -> None:
+    async with db.write() as session:
+        stored = await repository.get_vm_by_id(session, target.vm_id)
+        if stored is not None:
+            stored.status = status
+            stored.last_error = error
+            stored.updated_at = utcnow()
+
+
+async def _ask_provider(db: Database, target: Target) -> None:
+    """SSH did not answer: ask the provider once what became of the VM.
+
+    Raises when waiting cannot help (the VM is gone, stopped or broken, or the
+    provider does not answer); returns when it is creating or running. The HTTP
+    stack is loaded here, on this failure path only.
+    """
+    from requestor.errors import ProviderProtocolError, ProviderRefusedError
+    from requestor.services.http import HttpClient
+    from requestor.services.provider import ProviderClient
+    from requestor.text import clean
+
+    try:
+        async with HttpClient(
+            limit=2, limit_per_host=2, timeout_cap=PROVIDER_QUERY_TIMEOUT
+        ) as http:
+            provider = ProviderClient(http, target.provider_api_url, target.provider_api_url)
+            info = await provider.get_vm(target.provider_vm_name)
+    except ProviderUnavailableError:
+        raise ProviderUnavailableError(PROVIDER_GONE) from None
+    except (ProviderProtocolError, ProviderRefusedError):
+        return  # an answer we cannot read tells us nothing: keep waiting for SSH
+    if info is None or info.status == "deleted":
+        await _record_status(db, target, VMStatus.GONE, "The provider no longer knows this VM")
+        raise _gone(target.name)
+    if info.status in ("stopped", "stopping"):
+        await _record_status(db, target, VMStatus.STOPPED)
+        raise _stopped(target.name)
+    if info.status == "error":
+        detail = clean(info.error_message or "", 200)
+        await _record_status(db, target, VMStatus.ERROR, detail or None)
+        raise SSHError(
+            f"VM {target.name} is in an error state at its provider"
+            + (f": {detail}" if detail else ""),
+            hint=f"Destroy it with 'golem vm destroy {target.name}' and create a new one.",
+        )
+
+
 async def connect(
     db: Database, target: Target, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None
 ) -> asyncssh.SSHClientConnection:
     """An authenticated connection to ``target``, retried for up to ``wait`` seconds
-    while nothing answers (``on_wait`` is called once, when waiting starts)."""
+    while nothing answers and the provider says the VM is creating or running
+    (``on_wait`` is called once, when waiting starts)."""
     deadline = time.monotonic() + wait
     waiting = False
+    asked = False
     while True:
         remaining = deadline - time.monotonic()
         try:
             conn = await _connect_once(target, max(1.0, min(CONNECT_TIMEOUT, remaining)))
         except _Unreachable:
             if target.status is VMStatus.STOPPED:
-                raise SSHUnreachableError(
-                    f"VM {target.name} is stopped",
-                    hint=f"Start it with 'golem vm start {target.name}'.",
-                ) from None
+                raise _stopped(target.name) from None
+            if not asked:
+                asked = True
+                await _ask_provider(db, target)
             if time.monotonic() + RETRY_INTERVAL >= deadline:
                 if not await _provider_answers(target.provider_api_url):
                     raise ProviderUnavailableError(PROVIDER_GONE) from None

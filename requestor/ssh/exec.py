@@ -32,7 +32,7 @@ class _StdoutClosed(Exception):
 async def _pump_out(reader: asyncssh.SSHReader[bytes], fd: int) -> None:
     while data := await reader.read(CHUNK):
         try:
-            write_all(fd, data)
+            await write_all(fd, data)
         except BrokenPipeError:
             raise _StdoutClosed from None
 
@@ -65,9 +65,12 @@ async def run_command(conn: asyncssh.SSHClientConnection, command: str | None, n
     return status
 
 
-def connection_lost(name: str, error: BaseException | None) -> SSHError:
+def connection_lost(
+    name: str, error: BaseException | None, *, interactive: bool = False
+) -> SSHError:
     detail = f": {error}" if error is not None and str(error) else ""
-    return SSHError(
-        f"The connection to VM {name} was lost before the remote command finished{detail}",
-        hint="Check the VM with 'golem vm list --refresh', then try again.",
-    )
+    if interactive:
+        message = f"The session on VM {name} ended unexpectedly: the connection was lost{detail}"
+    else:
+        message = f"The connection to VM {name} was lost before the remote command finished{detail}"
+    return SSHError(message, hint="Check the VM with 'golem vm list --refresh', then try again.")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncssh
 
 from requestor.errors import InputError, SSHError
+from requestor.text import clean
 
 LOCAL_HOST = "127.0.0.1"  # never all interfaces: the tunnel is the user's, not the LAN's
 REMOTE_HOST = "localhost"  # as seen from the VM
@@ -46,13 +50,16 @@ async def forward(
 ) -> None:
     """Listen locally and forward each connection until SIGINT/SIGTERM or the
     connection to the VM ends; ``on_ready`` gets the local address."""
+    _report_open_failures(conn, spec, name)
     try:
         listener = await conn.forward_local_port(
             LOCAL_HOST, spec.local_port, REMOTE_HOST, spec.remote_port
         )
     except OSError as error:
+        # asyncssh's message repeats the address; the errno's text does not.
+        reason = os.strerror(error.errno) if error.errno else str(error)
         raise InputError(
-            f"Cannot listen on {LOCAL_HOST}:{spec.local_port}: {error.strerror or error}",
+            f"Cannot listen on {LOCAL_HOST}:{spec.local_port}: {reason}",
             f"Pick another local port, or 0:{spec.remote_port} for any free one.",
         ) from None
     loop = asyncio.get_running_loop()
@@ -76,3 +83,27 @@ async def forward(
             loop.remove_signal_handler(signum)
         listener.close()
         await listener.wait_closed()
+
+
+def _report_open_failures(conn: asyncssh.SSHClientConnection, spec: ForwardSpec, name: str) -> None:
+    """One stderr line when the VM refuses to open a forwarded connection, as
+    OpenSSH's "channel N: open failed"; asyncssh would only close the local side.
+
+    asyncssh's local forwarder opens each channel through the connection's
+    ``create_connection``; this wraps it for this connection only.
+    """
+    original = conn.create_connection
+
+    async def create_connection(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        except asyncssh.ChannelOpenError as error:
+            reason = clean(error.reason or "refused", 200)
+            sys.stderr.write(
+                f"Forwarded connection to port {spec.remote_port} on {name}: "
+                f"open failed: {reason}\n"
+            )
+            sys.stderr.flush()
+            raise
+
+    setattr(conn, "create_connection", create_connection)  # noqa: B010

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from requestor.errors import SSHError
 from requestor.ssh.exec import connection_lost, locale_env
 from requestor.ssh.streams import CHUNK, StdinReader, exit_code, write_all
 
@@ -134,8 +135,19 @@ async def run_shell(conn: asyncssh.SSHClientConnection, command: str | None, nam
         term_size=(width, height),
         term_modes=_terminal_modes() if stdin_is_tty else {},
     )
-    with raw_terminal(STDIN) if stdin_is_tty else contextlib.nullcontext():
-        return await _attach(process, name, escapes=stdin_is_tty)
+    try:
+        with raw_terminal(STDIN) if stdin_is_tty else contextlib.nullcontext():
+            status = await _attach(process, name, escapes=stdin_is_tty)
+    except SSHError:
+        _new_line()  # golem's message must not stick to the remote prompt
+        raise
+    return status
+
+
+def _new_line() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.buffer.write(b"\r\n")
+        sys.stderr.buffer.flush()
 
 
 async def _attach(process: asyncssh.SSHClientProcess[bytes], name: str, escapes: bool) -> int:
@@ -154,7 +166,7 @@ async def _attach(process: asyncssh.SSHClientProcess[bytes], name: str, escapes:
             if escape is not None:
                 data, actions = escape.feed(data)
                 if "help" in actions:
-                    write_all(STDOUT, ESCAPE_HELP)
+                    await write_all(STDOUT, ESCAPE_HELP)
                 if "drop" in actions:
                     dropped.set()
                     return
@@ -168,7 +180,7 @@ async def _attach(process: asyncssh.SSHClientProcess[bytes], name: str, escapes:
 
     async def show() -> None:
         while data := await process.stdout.read(CHUNK):
-            write_all(STDOUT, data)
+            await write_all(STDOUT, data)
 
     killed: list[int] = []
 
@@ -187,6 +199,7 @@ async def _attach(process: asyncssh.SSHClientProcess[bytes], name: str, escapes:
         await asyncio.wait([output, drop], return_when=asyncio.FIRST_COMPLETED)
         if killed:
             process.close()
+            _new_line()
             return 128 + killed[0]
         if dropped.is_set():
             process.close()
@@ -195,7 +208,7 @@ async def _attach(process: asyncssh.SSHClientProcess[bytes], name: str, escapes:
             return DROPPED_STATUS
         error = output.exception()
         if error is not None:
-            raise connection_lost(name, error) from None
+            raise connection_lost(name, error, interactive=True) from None
         await process.wait_closed()
     finally:
         loop.remove_signal_handler(signal.SIGWINCH)
@@ -206,5 +219,5 @@ async def _attach(process: asyncssh.SSHClientProcess[bytes], name: str, escapes:
         await asyncio.gather(feeder, output, drop, return_exceptions=True)
     status = exit_code(process.returncode)
     if status is None:
-        raise connection_lost(name, None)
+        raise connection_lost(name, None, interactive=True)
     return status

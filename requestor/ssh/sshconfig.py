@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from requestor.db.models import VM
+if TYPE_CHECKING:
+    from requestor.db.engine import Database
+    from requestor.db.models import VM
+    from requestor.settings import Settings
 
 HOST_PREFIX = "golem-"
 CONFIG_NAME = "config"
 KNOWN_HOSTS_NAME = "known_hosts"
 HEADER = "# Written by golem from its local state; 'golem vm ssh-config --write' rewrites it.\n"
+# Which VMs the file was written for, so a refresh keeps the user's choice.
+SELECTION = "# golem-entries:"
+ALL = "all"
 # Characters that would change the meaning of a Host line or a config value.
 _UNSAFE_NAME = set(" \t\r\n\"'*?!,#=\\")
 
@@ -81,8 +88,11 @@ def render_known_hosts(pinned: Iterable[Entry]) -> str:
     return "".join(sorted(set(lines)))
 
 
-def render_config(chosen: Iterable[Entry], known_hosts_path: Path) -> str:
-    blocks = [HEADER]
+def render_config(
+    chosen: Iterable[Entry], known_hosts_path: Path, selection: Sequence[str] | None = None
+) -> str:
+    """Host blocks for ``chosen``; ``selection`` is the names asked for (None: every VM)."""
+    blocks = [HEADER, f"{SELECTION} {' '.join(selection) if selection else ALL}\n"]
     for e in chosen:
         blocks.append(
             f"\nHost {host_alias(e.name)}\n"
@@ -95,7 +105,13 @@ def render_config(chosen: Iterable[Entry], known_hosts_path: Path) -> str:
             f"    UserKnownHostsFile {quote(str(known_hosts_path))}\n"
             "    StrictHostKeyChecking yes\n"
             "    CheckHostIP no\n"
+            "    GlobalKnownHostsFile /dev/null\n"
+            "    UpdateHostKeys no\n"
             "    ForwardAgent no\n"
+            "    ForwardX11 no\n"
+            "    ProxyCommand none\n"
+            "    ProxyJump none\n"
+            "    ControlMaster no\n"
             "    ServerAliveInterval 15\n"
             "    ServerAliveCountMax 3\n"
         )
@@ -117,3 +133,57 @@ def write_private(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _selection(config: Path) -> list[str] | None:
+    """The names a written config was made for; None for every VM."""
+    try:
+        with config.open() as handle:
+            for line in handle:
+                if line.startswith(SELECTION):
+                    words = line[len(SELECTION) :].split()
+                    return None if words in ([], [ALL]) else words
+    except OSError:
+        pass
+    return None
+
+
+def written(settings: Settings) -> bool:
+    """Whether the user has golem's ssh config or known_hosts: a cheap stat, no imports."""
+    key_dir = settings.ssh_key_dir
+    return (key_dir / CONFIG_NAME).exists() or (key_dir / KNOWN_HOSTS_NAME).exists()
+
+
+def refresh_written(settings: Settings, vms: Iterable[VM]) -> None:
+    """Rewrite the ssh config and known_hosts from ``vms`` (all of local state), but
+    only those files 'golem vm ssh-config' wrote before; a no-op when there are none.
+
+    Called after every command that changes which VMs exist or their pins
+    (create, destroy, forget, ssh --repin), so a re-created VM with the same
+    name is not refused by OpenSSH with the old VM's key.
+    """
+    key_dir = settings.ssh_key_dir
+    config = key_dir / CONFIG_NAME
+    known_hosts = key_dir / KNOWN_HOSTS_NAME
+    has_config = config.exists()
+    if not has_config and not known_hosts.exists():
+        return
+    usable, _ = entries(vms)
+    # Every pin goes in, as 'ssh-config' writes it: printed entries stay valid.
+    write_private(known_hosts, render_known_hosts(usable))
+    if has_config:
+        selection = _selection(config)
+        chosen = [e for e in usable if selection is None or e.name in selection]
+        write_private(config, render_config(chosen, known_hosts, selection))
+
+
+async def refresh_from_db(settings: Settings, db: Database) -> None:
+    """``refresh_written`` with the VMs read from local state, only if there is anything
+    to refresh (one short read transaction)."""
+    if not written(settings):
+        return
+    from requestor.db.repository import list_vms
+
+    async with db.read() as session:
+        vms = await list_vms(session)
+    refresh_written(settings, vms)

@@ -100,11 +100,39 @@ async def pump_stdin(reader: StdinReader, writer: asyncssh.SSHWriter[bytes]) -> 
         writer.write_eof()
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """A blocking write of everything: the reader at the other end sets the pace."""
+async def write_all(fd: int, data: bytes) -> None:
+    """Write everything; the reader at the other end sets the pace.
+
+    The descriptor is usually blocking, and a write simply waits. A parent may
+    have made it non-blocking, though (the flag belongs to the open file, shared
+    with it): then a full pipe gives ``BlockingIOError``, and we wait for it to
+    become writable through the event loop rather than lose output or spin.
+    """
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _writable(fd)
+
+
+async def _writable(fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    try:
+        loop.add_writer(fd, wake)
+    except (OSError, ValueError):  # cannot be polled (a regular file): back off briefly
+        await asyncio.sleep(0.01)
+        return
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
 
 
 def exit_code(returncode: int | None) -> int | None:

@@ -112,6 +112,35 @@ class World:
 
         self.net.run(start)
 
+    def devnet_booting(self, name: str) -> None:
+        """SSH goes down while the provider says the VM is still being created."""
+
+        async def boot(devnet: Devnet) -> None:
+            vm, node = self._devnet_vm(devnet, name)
+            await node.stop_vm(vm)  # type: ignore[attr-defined]
+            vm.set_status("creating")
+
+        self.net.run(boot)
+
+    def devnet_booted(self, name: str) -> None:
+        """The end of ``devnet_booting``: the VM is up again."""
+
+        async def up(devnet: Devnet) -> None:
+            vm, node = self._devnet_vm(devnet, name)
+            vm.set_status("stopped")
+            await node.start_vm(vm)  # type: ignore[attr-defined]
+
+        self.net.run(up)
+
+    def devnet_delete(self, name: str) -> None:
+        """The provider deletes the VM behind golem's back."""
+
+        async def delete(devnet: Devnet) -> None:
+            vm, node = self._devnet_vm(devnet, name)
+            await node.delete_vm(vm)  # type: ignore[attr-defined]
+
+        self.net.run(delete)
+
 
 def _client_env(home: Path, discovery_url: str) -> dict[str, str]:
     env = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -130,11 +131,11 @@ def test_stopped_vm_fails_at_once_with_the_way_to_start_it(world: World) -> None
 
 
 def test_unreachable_ssh_with_no_wait_gives_the_spec_message(world: World) -> None:
-    world.devnet_stop("vm2")
+    world.devnet_booting("vm2")
     try:
         result = world.golem("vm", "ssh", "vm2", "--no-wait", "--", "true", timeout=15)
     finally:
-        world.devnet_start("vm2")
+        world.devnet_booted("vm2")
     assert result.returncode == 1
     assert _error(result) == (
         "Error: Unable to establish SSH connection (VM may be starting up)\n"
@@ -143,7 +144,7 @@ def test_unreachable_ssh_with_no_wait_gives_the_spec_message(world: World) -> No
 
 
 def test_ssh_waits_for_a_vm_that_comes_up(world: World) -> None:
-    world.devnet_stop("vm2")
+    world.devnet_booting("vm2")  # the provider says "creating": worth waiting for
     process = subprocess.Popen(
         [str(GOLEM), "vm", "ssh", "vm2", "--wait-timeout", "20", "--", "echo up"],
         stdout=subprocess.PIPE,
@@ -154,9 +155,63 @@ def test_ssh_waits_for_a_vm_that_comes_up(world: World) -> None:
         with pytest.raises(subprocess.TimeoutExpired):
             process.wait(timeout=1.5)
     finally:
-        world.devnet_start("vm2")
+        world.devnet_booted("vm2")
     out, err = process.communicate(timeout=20)
     assert (process.returncode, out) == (0, b"up\n"), err
+
+
+def test_a_vm_stopped_behind_golems_back_fails_fast(world: World) -> None:
+    """Local state says running; the provider says stopped: no 60 s wait."""
+    world.devnet_stop("vm2")
+    try:
+        started = time.monotonic()
+        result = world.golem("vm", "ssh", "vm2", "--", "true", timeout=60)
+        elapsed = time.monotonic() - started
+        status = world.row("vm2")["status"]
+    finally:
+        world.devnet_start("vm2")
+        world.set_column("vm2", "status", "running")
+    assert result.returncode == 1
+    assert _error(result) == (
+        "Error: VM vm2 is stopped\nSolution: Start it with 'golem vm start vm2'.\n"
+    )
+    assert elapsed < 20
+    assert status == "stopped"
+    world.ok("vm", "ssh", "vm2", "--", "true")
+
+
+def test_a_vm_deleted_behind_golems_back_fails_fast(world: World) -> None:
+    world.ok(
+        "vm",
+        "create",
+        "doomed",
+        "--provider-id",
+        world.vms["vm2"],
+        "--cpu",
+        "1",
+        "--memory",
+        "1",
+        "--storage",
+        "10",
+        "--wait-timeout",
+        "30",
+    )
+    try:
+        world.devnet_delete("doomed")
+        started = time.monotonic()
+        result = world.golem("vm", "ssh", "doomed", "--", "true", timeout=60)
+        elapsed = time.monotonic() - started
+        status = world.row("doomed")["status"]
+    finally:
+        world.golem("vm", "forget", "doomed")
+    assert result.returncode == 1
+    assert _error(result) == (
+        "Error: VM doomed is gone: its provider no longer knows it\n"
+        "Solution: Remove the local record with 'golem vm forget doomed', "
+        "or create a new VM.\n"
+    )
+    assert elapsed < 20
+    assert status == "gone"
 
 
 def test_provider_gone(world: World) -> None:
@@ -189,3 +244,39 @@ def test_a_key_the_vm_does_not_know_is_refused(world: World, tmp_path) -> None: 
         world.set_column("vm2", "ssh_key_path", original)
     assert result.returncode == 1
     assert _error(result).startswith(f"Error: VM vm2 refused the SSH key {other}\nSolution: ")
+
+
+def test_output_to_a_non_blocking_pipe_is_complete(world: World) -> None:
+    """A parent may leave our stdout non-blocking (the flag is the open file's):
+    a full pipe then means "wait", not lost output and "connection lost"."""
+    import fcntl
+
+    size = 10 * 1024 * 1024
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    process = subprocess.Popen(
+        [str(GOLEM), "vm", "ssh", "vm1", "--", f"head -c {size} /dev/zero"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=world.env,
+    )
+    os.close(write_end)
+    try:
+        stall = 4.0
+        time.sleep(stall)  # nobody reads: the pipe fills and stays full for a while
+        received = 0
+        while data := os.read(read_end, 1 << 20):
+            received += len(data)
+        assert process.stderr is not None
+        error = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        os.close(read_end)
+        if process.returncode is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, received) == (0, size), error
+    # Waiting for the pipe must not spin: far less CPU than the time it was full.
+    assert usage.ru_utime + usage.ru_stime < stall, usage

@@ -67,6 +67,43 @@ def test_forward_carries_a_tcp_echo_until_ctrl_c(world: World, echo_server: int)
     assert process.returncode == 0, err
 
 
+def test_forward_reports_a_connection_the_vm_cannot_open(world: World) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    process = subprocess.Popen(
+        [str(GOLEM), "vm", "forward", "vm1", f"0:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=world.env,
+    )
+    try:
+        assert process.stdout is not None
+        host, local = process.stdout.readline().decode().strip().rsplit(":", 1)
+        with socket.create_connection((host, int(local)), timeout=10) as conn:
+            conn.settimeout(10)
+            assert conn.recv(100) == b""  # closed on us
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=15)
+    lines = err.decode().splitlines()
+    failed = [line for line in lines if "open failed" in line]
+    assert len(failed) == 1, lines
+    assert failed[0].startswith(f"Forwarded connection to port {port} on vm1: open failed: ")
+    assert process.returncode == 0, err
+
+
+def test_forward_bind_error_says_it_once(world: World) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        result = world.golem("vm", "forward", "vm1", f"{port}:22")
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[0] == (
+        f"Error: Cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
 def test_forward_rejects_a_bad_spec(world: World) -> None:
     result = world.golem("vm", "forward", "vm1", "80:http")
     assert result.returncode == 2
@@ -93,6 +130,18 @@ def test_openssh_uses_the_generated_config(world: World) -> None:
     assert "Host golem-vm1\n" in text and "Host golem-vm2\n" in text
     assert "    HostKeyAlias golem-vm1\n" in text and "    HostKeyAlias golem-vm2\n" in text
     assert "StrictHostKeyChecking yes" in text and "IdentitiesOnly yes" in text
+    # Nothing from the user's own ssh config or the system's may widen the entry.
+    for option in (
+        "CheckHostIP no",
+        "ForwardAgent no",
+        "ForwardX11 no",
+        "ProxyCommand none",
+        "ProxyJump none",
+        "ControlMaster no",
+        "GlobalKnownHostsFile /dev/null",
+        "UpdateHostKeys no",
+    ):
+        assert f"    {option}\n" in text, option
     assert f"UserKnownHostsFile {known_hosts}" in text
     pins = known_hosts.read_text()
     pinned = str(world.row("vm1")["host_key"]).split()[:2]
@@ -156,3 +205,64 @@ def test_two_vms_on_one_address_do_not_accept_each_others_key(world: World) -> N
     assert b"REMOTE HOST IDENTIFICATION HAS CHANGED" in wrong.stderr, wrong.stderr
     assert wrong.stdout == b""
     assert (right.returncode, right.stdout) == (0, b"ok\n"), right.stderr
+
+
+def test_a_written_config_follows_destroy_create_and_forget(world: World) -> None:
+    """A VM re-created under the same name has a new host key (and maybe port):
+    the written config and known_hosts must follow, or OpenSSH refuses it."""
+
+    def create() -> None:
+        world.ok(
+            "vm", "create", "phoenix", "--provider-id", world.vms["vm2"],
+            "--cpu", "1", "--memory", "1", "--storage", "10", "--wait-timeout", "30",
+        )  # fmt: skip
+
+    config = world.base_dir / "ssh" / "config"
+    create()
+    try:
+        world.ok("vm", "ssh-config", "--write")
+        first = _openssh(world, config, "golem-phoenix")
+        assert (first.returncode, first.stdout) == (0, b"ok\n"), first.stderr
+        old_pin = world.row("phoenix")["host_key"]
+
+        world.ok("vm", "destroy", "--yes", "phoenix")
+        assert "Host golem-phoenix\n" not in config.read_text()
+        create()
+        assert world.row("phoenix")["host_key"] != old_pin
+        again = _openssh(world, config, "golem-phoenix")
+        assert (again.returncode, again.stdout) == (0, b"ok\n"), again.stderr
+    finally:
+        world.golem("vm", "destroy", "--yes", "phoenix")
+        world.golem("vm", "forget", "phoenix")
+    assert "golem-phoenix" not in config.read_text()
+    assert "golem-phoenix" not in (world.base_dir / "ssh" / "known_hosts").read_text()
+    assert "Host golem-vm1\n" in config.read_text()
+
+
+def test_a_config_written_for_some_vms_keeps_that_choice(world: World) -> None:
+    config = world.base_dir / "ssh" / "config"
+    try:
+        world.ok("vm", "ssh-config", "vm1", "--write")
+        from requestor.settings import load_settings
+        from requestor.ssh import sshconfig
+
+        settings = load_settings(world.env)
+        sshconfig.refresh_written(settings, [])
+        assert "golem-vm1" not in config.read_text()  # vm1 no longer in the list given
+        world.ok("vm", "ssh", "vm1", "--repin", "--yes")  # refreshes from local state
+        text = config.read_text()
+        assert "Host golem-vm1\n" in text and "golem-vm2" not in text
+    finally:
+        world.ok("vm", "ssh-config", "--write")
+
+
+def test_refresh_is_a_no_op_when_nothing_was_written(tmp_path: Path) -> None:
+    from requestor.settings import load_settings
+    from requestor.ssh import sshconfig
+
+    settings = load_settings(
+        {"HOME": str(tmp_path), "GOLEM_REQUESTOR_BASE_DIR": str(tmp_path / "base")}
+    )
+    assert not sshconfig.written(settings)
+    sshconfig.refresh_written(settings, [])
+    assert not (tmp_path / "base").exists()

@@ -4,6 +4,7 @@ local bash so the terminal's modes can be compared before and after."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,11 +52,18 @@ def test_interactive_session(terminal: pexpect.spawn, tmp_path: Path) -> None:
     child.expect(REMOTE)
 
     # The local window grows: SIGWINCH must carry the new size to the remote pty.
+    # The change travels asynchronously: ask again until it shows, within a deadline.
     child.setwinsize(40, 132)
-    child.sendline("stty size")
-    child.expect(r"(\d+) (\d+)\r\n")
-    assert child.match.groups() == (b"40", b"132")
-    child.expect(REMOTE)
+    deadline = time.monotonic() + 15
+    while True:
+        child.sendline("stty size")
+        child.expect(r"(\d+) (\d+)\r\n")
+        size = child.match.groups()
+        child.expect(REMOTE)
+        if size == (b"40", b"132") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert size == (b"40", b"132")
 
     # Raw mode: ^C goes to the remote foreground job, not to golem.
     child.sendline("sleep 30")
@@ -102,3 +110,22 @@ def test_remote_exit_status_is_the_process_exit_status(world: World) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 42
+
+
+def test_a_lost_session_ends_on_a_line_of_its_own(world: World) -> None:
+    env = {**world.env, "TERM": "xterm"}
+    child = pexpect.spawn(
+        str(GOLEM), ["vm", "ssh", "vm2"], env=env, dimensions=(24, 80), timeout=20
+    )
+    try:
+        child.expect(re.compile(rb"ubuntu@vm2[-\w]*:\S*[$#] "))
+        world.devnet_stop("vm2")  # the connection goes away under the session
+        child.expect(pexpect.EOF)
+    finally:
+        world.devnet_start("vm2")
+        child.close(force=True)
+    text = child.before.decode(errors="replace")
+    # Not glued to the remote prompt, and worded for a shell rather than a command.
+    assert "\r\nError: The session on VM vm2 ended unexpectedly" in text, text
+    assert "before the remote command finished" not in text
+    assert child.exitstatus == 1

@@ -94,3 +94,184 @@ def test_missing_files_and_bad_endpoints(world: World, tmp_path: Path) -> None:
     unknown = world.golem("vm", "cp", str(tmp_path), "nope:x")
     assert unknown.returncode == 1
     assert b"VM not found in local database: nope" in unknown.stderr
+
+
+# --- a VM is not trusted with the local disk ------------------------------------------
+
+
+def _everything(root: Path) -> dict[str, str]:
+    """relative path -> kind, links not followed."""
+    found: dict[str, str] = {}
+    for path in root.rglob("*"):
+        kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
+        found[str(path.relative_to(root))] = kind
+    return found
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_hostile_tree_from_the_vm_stays_inside_the_destination(
+    world: World, tmp_path: Path
+) -> None:
+    hostile = world.vm_home("vm1") / "hostile"
+    tree = hostile / "d"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "ok.txt").write_bytes(b"fine\n")
+    (tree / "sub" / "inner.txt").write_bytes(b"inner\n")
+    (tree / "suid").write_bytes(b"#!/bin/sh\n")
+    (tree / "suid").chmod(0o4777)
+    # Each link passes a textual "inside the destination" check, yet l4 is above it.
+    os.symlink("sub/..", tree / "l2")
+    os.symlink("l2/..", tree / "l3")
+    os.symlink("l3/..", tree / "l4")
+    os.symlink("../../../..", tree / "up")
+    os.symlink("/etc/passwd", tree / "absolute")
+    os.symlink("ok.txt", tree / "harmless")
+    os.mkfifo(tree / "fifo")
+    area = tmp_path / "area"
+    destination = area / "dl"
+    destination.mkdir(parents=True)
+    (area / "outside.txt").write_bytes(b"mine\n")
+    try:
+        result = world.ok("vm", "cp", "-r", "vm1:hostile/d", str(destination))
+        notes = result.stderr.decode().splitlines()
+        links = ("l2", "l3", "l4", "up", "absolute", "harmless")
+        for link in links:
+            assert f"Skipping symbolic link vm1:hostile/d/{link} (links are not copied)" in notes
+        assert "Skipping non-regular file vm1:hostile/d/fifo" in notes
+        assert len(notes) == len(links) + 1, notes
+        assert _everything(area) == {
+            "outside.txt": "file",
+            "dl": "dir",
+            "dl/d": "dir",
+            "dl/d/sub": "dir",
+            "dl/d/sub/inner.txt": "file",
+            "dl/d/ok.txt": "file",
+            "dl/d/suid": "file",
+        }
+        assert (destination / "d" / "ok.txt").read_bytes() == b"fine\n"
+        # No setuid bit nor more than the umask allows comes from a VM.
+        assert (destination / "d" / "suid").stat().st_mode & 0o7777 == 0o777 & ~_umask()
+
+        # The VM turns the links into real folders; a second download stays inside.
+        for link in ("l2", "l3", "l4"):
+            (tree / link).unlink()
+        (tree / "l4").mkdir()
+        (tree / "l4" / "PWNED").write_bytes(b"x")
+        world.ok("vm", "cp", "-r", "vm1:hostile/d", str(destination))
+        pwned = sorted(str(p.relative_to(area)) for p in area.rglob("PWNED"))
+        assert pwned == ["dl/d/l4/PWNED"]
+        assert not any(p.is_symlink() for p in area.rglob("*"))
+    finally:
+        import shutil
+
+        shutil.rmtree(hostile)
+
+
+def test_a_download_never_writes_through_a_local_link(world: World, tmp_path: Path) -> None:
+    """Links already in the destination (the user's, or an older tool's) are not followed."""
+    tree = world.vm_home("vm1") / "plain"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f").write_bytes(b"new\n")
+    (tree / "g").write_bytes(b"new\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "g").write_bytes(b"old\n")
+    destination = tmp_path / "dl" / "plain"
+    destination.mkdir(parents=True)
+    os.symlink(elsewhere, destination / "sub")
+    os.symlink(elsewhere / "g", destination / "g")
+    try:
+        result = world.ok("vm", "cp", "-r", "vm1:plain", str(tmp_path / "dl"))
+    finally:
+        import shutil
+
+        shutil.rmtree(tree)
+    assert f"{destination / 'sub'} is a symbolic link" in result.stderr.decode()
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["g"]
+    assert (elsewhere / "g").read_bytes() == b"old\n"
+    # The link named g was replaced by the file, not written through.
+    assert not (destination / "g").is_symlink()
+    assert (destination / "g").read_bytes() == b"new\n"
+
+
+def test_an_upload_copies_local_links_as_links_never_their_targets(
+    world: World, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP-SECRET-CONTENT\n")
+    source = tmp_path / "up"
+    source.mkdir()
+    (source / "a.txt").write_bytes(b"a\n")
+    os.symlink("../secret.txt", source / "out")
+    world.ok("vm", "cp", "-r", str(source), "vm1:uploaded-links")
+    remote = world.vm_home("vm1") / "uploaded-links"
+    try:
+        assert (remote / "a.txt").read_bytes() == b"a\n"
+        assert (remote / "out").is_symlink()
+        for path in remote.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert b"TOP-SECRET" not in path.read_bytes()
+    finally:
+        import shutil
+
+        shutil.rmtree(remote)
+
+
+# --- error messages: one line, real paths, a hint ---------------------------------------
+
+
+def _message(result: object) -> list[str]:
+    lines = result.stderr.decode().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 2 and lines[1].startswith("Solution: "), lines
+    assert "b'" not in lines[0] and 'b"' not in lines[0], lines
+    return lines
+
+
+def test_cp_errors_name_the_path(world: World, tmp_path: Path) -> None:
+    home = world.vm_home("vm1")
+    (home / "errs-file").write_bytes(b"x\n")
+    try:
+        # A missing local folder on download: the path as text, not bytes.
+        missing_dir = world.golem("vm", "cp", "vm1:errs-file", str(tmp_path / "nodir" / "x"))
+        assert missing_dir.returncode == 1
+        lines = _message(missing_dir)
+        assert lines[0] == f"Error: No such local file or folder: {tmp_path / 'nodir' / 'x'}"
+
+        # A local path component that is a file: "not a folder", not "is a folder".
+        (tmp_path / "plain").write_bytes(b"")
+        through_file = world.golem("vm", "cp", "vm1:errs-file", str(tmp_path / "plain" / "x"))
+        assert through_file.returncode == 1
+        lines = _message(through_file)
+        assert lines[0] == f"Error: Not a folder: {tmp_path / 'plain' / 'x'}"
+
+        # A remote path component that is a file, on upload: named, and on the VM.
+        local = tmp_path / "local.txt"
+        local.write_bytes(b"y\n")
+        remote_through_file = world.golem("vm", "cp", str(local), "vm1:errs-file/x")
+        assert remote_through_file.returncode == 1
+        lines = _message(remote_through_file)
+        assert "vm1:errs-file/x" in lines[0] and "is a folder" not in lines[0], lines
+
+        # A missing remote file names the path that is missing.
+        missing = world.golem("vm", "cp", "vm1:errs-nothing/here", str(tmp_path))
+        assert missing.returncode == 1
+        lines = _message(missing)
+        assert lines[0] == "Error: No such file or folder on vm1:errs-nothing/here"
+
+        # A remote folder without -r.
+        (home / "errs-dir").mkdir()
+        folder = world.golem("vm", "cp", "vm1:errs-dir", str(tmp_path))
+        assert folder.returncode == 2
+        assert _message(folder) == [
+            "Error: vm1:errs-dir is a folder",
+            "Solution: Pass -r to copy folders.",
+        ]
+    finally:
+        (home / "errs-file").unlink()
+        if (home / "errs-dir").exists():
+            (home / "errs-dir").rmdir()

@@ -19,7 +19,9 @@ from requestor.db.models import VM, VMStatus
 from requestor.text import clean
 
 if TYPE_CHECKING:
-    from requestor.services.vms import BulkReport, CreateResult, Outcome, ProviderListing
+    from requestor.services.actions import BulkReport, Outcome
+    from requestor.services.create import CreateResult
+    from requestor.services.provider_search import ProviderListing
 
 RULE_WIDTH = 48
 _STATUS_STYLE = {

@@ -17,8 +17,8 @@ from requestor.cli.params import Seconds
 from requestor.errors import ExitCode, GolemError, InputError
 
 if TYPE_CHECKING:
+    from requestor.services.actions import Action, BulkReport
     from requestor.services.runtime import Services
-    from requestor.services.vms import Action, BulkReport
 
 T = TypeVar("T")
 
@@ -95,7 +95,11 @@ def providers(
     as_json: bool,
 ) -> None:
     """List providers with free resources, and whether each answers now."""
-    from requestor.services.vms import PROBE_CONCURRENCY, ProviderListing, list_providers
+    from requestor.services.provider_search import (
+        PROBE_CONCURRENCY,
+        ProviderListing,
+        list_providers,
+    )
 
     if country is not None:
         country = country.strip().upper()
@@ -161,7 +165,7 @@ def create(
     as_json: bool,
 ) -> None:
     """Create a VM on a provider and wait until it accepts SSH."""
-    from requestor.services.vms import CreateRequest, CreateResult, create_vm, validate_create
+    from requestor.services.create import CreateRequest, CreateResult, create_vm, validate_create
 
     request = CreateRequest(
         name=name,
@@ -225,7 +229,7 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
 
     settings = app.settings
     if refresh:
-        from requestor.services.vms import list_vms
+        from requestor.services.actions import list_vms
 
         work = run_with_services(
             app, lambda services: list_vms(services, refresh=True), call_timeout=timeout
@@ -258,7 +262,7 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
 @pass_app
 def forget(app: AppContext, names: tuple[str, ...]) -> None:
     """Remove VMs from local state only (e.g. ones the provider no longer knows)."""
-    from requestor.services.vms import forget_vms
+    from requestor.services.actions import forget_vms
     from requestor.text import clean
 
     removed = run_with_services(app, lambda services: forget_vms(services, names), refresh_ssh=True)
@@ -305,7 +309,7 @@ def _act(
     as_json: bool,
     confirm: Callable[[int, list[str]], None] | None = None,
 ) -> None:
-    from requestor.services.vms import Action, run_action, select_vms
+    from requestor.services.actions import Action, run_action, select_vms
 
     action = Action(action_name)
     console = app.err_console
@@ -338,7 +342,7 @@ async def _with_progress(
 ) -> BulkReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from requestor.services.vms import Outcome, run_action
+    from requestor.services.actions import Outcome, run_action
 
     failed = 0
     with Progress(

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from requestor.services.create import CreateRequest, create_vm
 from requestor.services.runtime import open_services
-from requestor.services.vms import CreateRequest, create_vm
 from requestor.settings import Settings
 
 

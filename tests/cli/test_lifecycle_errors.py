@@ -216,7 +216,7 @@ def test_hostile_provider_text_is_escaped() -> None:
     from rich.console import Console
 
     from requestor.cli.render import providers
-    from requestor.services.vms import ProviderListing, ProviderView
+    from requestor.services.provider_search import ProviderListing, ProviderView
     from requestor.wire.models import Advertisement
 
     hostile = "evil[/][link=http://x]\x1b]8;;http://x\x07click\x1b[2J\u202e"

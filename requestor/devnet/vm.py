@@ -31,6 +31,7 @@ import asyncssh
 VM_USER = "ubuntu"
 HOST_KEY_PATH = Path("etc/ssh/ssh_host_ed25519_key")
 HOME_PATH = Path("home/ubuntu")
+_REAP_WAIT_S = 2.0
 _CHUNK = 65536
 # After the shell exits, output still in flight is drained for this long; a
 # background job that keeps the terminal open must not keep the session alive.
@@ -420,9 +421,13 @@ class VMServer:
         self._sessions.add(child.pid)
         return child
 
-    def _reap(self, child: asyncio.subprocess.Process) -> None:
+    async def _reap(self, child: asyncio.subprocess.Process) -> None:
         kill_session(child.pid)
         self._sessions.discard(child.pid)
+        # Wait for the exit, so the child's transport closes on this loop: left
+        # to the garbage collector it may outlive the loop and fail noisily.
+        with contextlib.suppress(TimeoutError, ProcessLookupError):
+            await asyncio.wait_for(asyncio.shield(child.wait()), _REAP_WAIT_S)
 
     async def _run_pipes(
         self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
@@ -450,7 +455,7 @@ class VMServer:
             return await child.wait()
         finally:
             feeder.cancel()
-            self._reap(child)
+            await self._reap(child)
 
     async def _run_pty(
         self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
@@ -488,7 +493,7 @@ class VMServer:
             feeder.cancel()
             pump.cancel()
             transport.close()
-            self._reap(child)
+            await self._reap(child)
 
 
 async def _read_stdin(

@@ -41,3 +41,43 @@ def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: Devne
     child.close()
     assert child.exitstatus == 0
     assert {row["status"] for row in db_rows(golem_env.db_path).values()} == {"stopped"}
+
+
+def test_destroy_all_asks_at_a_terminal_with_the_count(
+    golem_env: GolemEnv, devnet: DevnetThread
+) -> None:
+    env = {**golem_env.env, "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url}
+    asyncio.run(create_fleet(load_settings(env), [devnet.providers[0].provider_id], 3))
+
+    child = pexpect.spawn(
+        str(GOLEM),
+        ["vm", "destroy", "--all"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+    child.expect(r"Destroy 3 VM\(s\) \((vm-00\d, ){2}vm-00\d\)\? This cannot be undone")
+    child.sendline("n")
+    child.expect("Nothing destroyed.")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert len(db_rows(golem_env.db_path)) == 3
+
+    child = pexpect.spawn(
+        str(GOLEM),
+        ["vm", "destroy", "vm-00*"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+    child.expect(r"Destroy 3 VM\(s\)")
+    child.sendline("y")
+    child.expect("destroy: 3 destroyed of 3")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert db_rows(golem_env.db_path) == {}
+    assert all(not s["vms"] for s in devnet.summaries())

@@ -84,16 +84,16 @@ def test_development_with_forced_localhost() -> None:
     assert settings.environment is Environment.DEVELOPMENT
     assert settings.force_localhost is True
     assert settings.discovery_url == "http://127.0.0.10:9001"
-    assert settings.provider_api_url("203.0.113.7") == "http://localhost:7466/api/v1"
-    assert settings.ssh_host("203.0.113.7") == "localhost"
+    assert settings.provider_api_url("127.0.0.77") == "http://localhost:7466/api/v1"
+    assert settings.ssh_host("127.0.0.77") == "localhost"
 
 
 def test_force_localhost_only_applies_in_development() -> None:
     settings = load_settings({f"{P}FORCE_LOCALHOST": "true"})
     assert settings.force_localhost is True
-    assert settings.provider_api_url("203.0.113.7") == "http://203.0.113.7:7466/api/v1"
+    assert settings.provider_api_url("127.0.0.77") == "http://127.0.0.77:7466/api/v1"
     assert settings.provider_api_url("2001:db8::1") == "http://[2001:db8::1]:7466/api/v1"
-    assert settings.ssh_host("203.0.113.7") == "203.0.113.7"
+    assert settings.ssh_host("127.0.0.77") == "127.0.0.77"
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ BAD_VALUES = [
     ("ENVIRONMENT", "prod"),
     ("FORCE_LOCALHOST", "maybe"),
     ("FORCE_LOCALHOST", "2"),
-    ("DISCOVERY_URL", "discovery.golem.network:9001"),
+    ("DISCOVERY_URL", "127.0.0.1:9001"),
     ("DISCOVERY_URL", "ftp://127.0.0.1/"),
     ("DISCOVERY_URL", "http://"),
     ("BASE_DIR", "{file}"),

@@ -84,6 +84,10 @@ class ProviderNotFoundError(NetworkError):
     default_hint = "Run 'golem vm providers' to see the providers that advertise now."
 
 
+# The spec's wording, shown by every path that finds a provider not answering.
+PROVIDER_GONE_MESSAGE = "Provider is no longer available (they may have gone offline)"
+
+
 class ProviderUnavailableError(NetworkError):
     default_hint = "Choose a different provider or wait for the original to come back online."
 

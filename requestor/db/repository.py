@@ -29,6 +29,22 @@ async def get_vm_by_id(session: AsyncSession, vm_id: int) -> VM | None:
     return await session.get(VM, vm_id)
 
 
+async def update_vm(session: AsyncSession, vm_id: int, **values: object) -> VM | None:
+    """Set columns of one VM (``updated_at`` follows by itself); None if it is gone,
+    e.g. destroyed or forgotten by another golem process meanwhile."""
+    vm = await session.get(VM, vm_id)
+    if vm is not None:
+        for column, value in values.items():
+            setattr(vm, column, value)
+    return vm
+
+
+async def delete_vm(session: AsyncSession, vm_id: int) -> None:
+    vm = await session.get(VM, vm_id)
+    if vm is not None:
+        await session.delete(vm)
+
+
 async def list_vms(session: AsyncSession, names: Sequence[str] | None = None) -> list[VM]:
     query = select(VM).order_by(VM.created_at, VM.id)
     if names is not None:

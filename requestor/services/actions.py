@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from requestor.db import repository
-from requestor.db.models import VM, VMStatus, utcnow
+from requestor.db.models import VM, VMStatus
 from requestor.errors import (
     GolemError,
     InputError,
@@ -282,22 +282,20 @@ async def _refresh_one(
 
 
 async def _record(services: Services, vm_id: int, change: _Change) -> None:
+    values: dict[str, object] = {"last_error": change.error}
+    if change.status is not None:
+        values["status"] = change.status
+    if change.ssh_port is not None:
+        values.update(ssh_host=change.ssh_host, ssh_port=change.ssh_port)
+    if change.moved_to is not None:
+        values["provider_ip"] = change.moved_to.ip_address
     async with services.db.write() as session:
-        stored = await repository.get_vm_by_id(session, vm_id)
-        if stored is None:
-            return
         if change.delete:
-            await session.delete(stored)
+            await repository.delete_vm(session, vm_id)
             return
-        if change.status is not None:
-            stored.status = change.status
-        if change.ssh_port is not None:
-            stored.ssh_host, stored.ssh_port = change.ssh_host, change.ssh_port
         if change.moved_to is not None:
             await repository.remember_provider(session, change.moved_to)
-            stored.provider_ip = change.moved_to.ip_address
-        stored.last_error = change.error
-        stored.updated_at = utcnow()
+        await repository.update_vm(session, vm_id, **values)
 
 
 async def run_action(
@@ -388,7 +386,5 @@ async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:
     vms = await select_vms(services, names)
     async with services.db.write() as session:
         for vm in vms:
-            stored = await repository.get_vm_by_id(session, vm.id)
-            if stored is not None:
-                await session.delete(stored)
+            await repository.delete_vm(session, vm.id)
     return [vm.name for vm in vms]

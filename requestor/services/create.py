@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from requestor.db import repository
-from requestor.db.models import VM, VMStatus, utcnow
+from requestor.db.models import VM, VMStatus
 from requestor.errors import (
     GolemError,
     InsufficientResourcesError,
@@ -163,13 +163,15 @@ async def _deploy(
     access = await provider.access(vm.provider_vm_name)
     ssh_host = services.settings.ssh_host(access.ssh_host)
     async with services.db.write() as session:
-        stored = await repository.get_vm_by_id(session, vm.id)
-        if stored is not None:
-            stored.ssh_host, stored.ssh_port = ssh_host, access.ssh_port
-            # A refresh that ran while the provider was still creating may have
-            # called it gone; it exists.
-            stored.status = VMStatus(info.status.value)
-            stored.updated_at = utcnow()
+        # A refresh that ran while the provider was still creating may have
+        # called it gone; it exists.
+        stored = await repository.update_vm(
+            session,
+            vm.id,
+            ssh_host=ssh_host,
+            ssh_port=access.ssh_port,
+            status=VMStatus(info.status.value),
+        )
     if stored is None:
         # Destroyed or forgotten locally while being created: do not leave an
         # orphan running (and billed) at the provider.
@@ -192,26 +194,17 @@ async def _deploy(
             f"was created, but its SSH did not answer within {request.ssh_wait:g} s",
         ) from None
     async with services.db.write() as session:
-        stored = await repository.get_vm_by_id(session, vm.id)
-        if stored is not None:
-            stored.host_key = host_key
-            stored.status = VMStatus.RUNNING
-            stored.last_error = None
-            stored.updated_at = utcnow()
-            vm = stored
-    return vm
+        stored = await repository.update_vm(
+            session, vm.id, host_key=host_key, status=VMStatus.RUNNING, last_error=None
+        )
+    return stored or vm
 
 
 async def _forget_id(services: Services, vm_id: int) -> None:
     async with services.db.write() as session:
-        stored = await repository.get_vm_by_id(session, vm_id)
-        if stored is not None:
-            await session.delete(stored)
+        await repository.delete_vm(session, vm_id)
 
 
 async def _note_error(services: Services, vm_id: int, message: str) -> None:
     async with services.db.write() as session:
-        stored = await repository.get_vm_by_id(session, vm_id)
-        if stored is not None:
-            stored.last_error = message
-            stored.updated_at = utcnow()
+        await repository.update_vm(session, vm_id, last_error=message)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from requestor.errors import (
+    PROVIDER_GONE_MESSAGE,
     InsufficientResourcesError,
     ProviderProtocolError,
     ProviderRefusedError,
@@ -153,7 +154,5 @@ class ProviderUnreachable(ProviderUnavailableError):
     """The provider's API gave no usable answer (offline, hanging, garbage)."""
 
     def __init__(self, label: str, error: TransportError) -> None:
-        super().__init__(
-            f"Provider is no longer available (they may have gone offline): {label}: {error.reason}"
-        )
+        super().__init__(f"{PROVIDER_GONE_MESSAGE}: {label}: {error.reason}")
         self.transport = error

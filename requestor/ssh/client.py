@@ -21,8 +21,9 @@ import asyncssh
 
 from requestor.db import repository
 from requestor.db.engine import Database
-from requestor.db.models import VMStatus, utcnow
+from requestor.db.models import VMStatus
 from requestor.errors import (
+    PROVIDER_GONE_MESSAGE,
     GolemError,
     ProviderUnavailableError,
     SSHAuthError,
@@ -47,7 +48,6 @@ CONNECT_TIMEOUT = 10.0
 RETRY_INTERVAL = 1.0
 PROVIDER_PROBE_TIMEOUT = 2.0
 PROVIDER_QUERY_TIMEOUT = 5.0
-PROVIDER_GONE = "Provider is no longer available (they may have gone offline)"
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,6 @@ async def _pin_first_key(db: Database, target: Target, conn: asyncssh.SSHClientC
             return
         if stored.host_key is None:
             stored.host_key = line
-            stored.updated_at = utcnow()
             return
         pinned = stored.host_key
     # Another golem process pinned a key meanwhile: it must be the one we saw.
@@ -231,11 +230,7 @@ async def _record_status(
     db: Database, target: Target, status: VMStatus, error: str | None = None
 ) -> None:
     async with db.write() as session:
-        stored = await repository.get_vm_by_id(session, target.vm_id)
-        if stored is not None:
-            stored.status = status
-            stored.last_error = error
-            stored.updated_at = utcnow()
+        await repository.update_vm(session, target.vm_id, status=status, last_error=error)
 
 
 async def _ask_provider(db: Database, target: Target) -> None:
@@ -257,7 +252,7 @@ async def _ask_provider(db: Database, target: Target) -> None:
             provider = ProviderClient(http, target.provider_api_url, target.provider_api_url)
             info = await provider.get_vm(target.provider_vm_name)
     except ProviderUnavailableError:
-        raise ProviderUnavailableError(PROVIDER_GONE) from None
+        raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
     except (ProviderProtocolError, ProviderRefusedError):
         return  # an answer we cannot read tells us nothing: keep waiting for SSH
     if info is None or info.status == "deleted":
@@ -297,7 +292,7 @@ async def connect(
                 await _ask_provider(db, target)
             if time.monotonic() + RETRY_INTERVAL >= deadline:
                 if not await _provider_answers(target.provider_api_url):
-                    raise ProviderUnavailableError(PROVIDER_GONE) from None
+                    raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
                 raise SSHUnreachableError() from None
             if not waiting and on_wait is not None:
                 on_wait()
@@ -324,7 +319,7 @@ async def repin(
         seen = await fetch_host_key(target.host, target.port)
     except (OSError, TimeoutError, asyncssh.Error):
         if not await _provider_answers(target.provider_api_url):
-            raise ProviderUnavailableError(PROVIDER_GONE) from None
+            raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
         raise SSHUnreachableError() from None
     old = fingerprint(target.host_key) if target.host_key is not None else None
     new = fingerprint(seen)
@@ -333,9 +328,7 @@ async def repin(
     if not confirm(old, new):
         raise GolemError("The pinned host key was left unchanged.")
     async with db.write() as session:
-        stored = await repository.get_vm_by_id(session, target.vm_id)
-        if stored is None:
-            raise GolemError(f"VM {target.name} was removed from local state meanwhile")
-        stored.host_key = seen
-        stored.updated_at = utcnow()
+        stored = await repository.update_vm(session, target.vm_id, host_key=seen)
+    if stored is None:
+        raise GolemError(f"VM {target.name} was removed from local state meanwhile")
     return old, new, True

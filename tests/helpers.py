@@ -7,6 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+# The smallest VM providers accept: what most tests create.
+SMALL_VM = ("--cpu", "1", "--memory", "1", "--storage", "10")
+
 
 def db_rows(db_path: Path) -> dict[str, dict[str, Any]]:
     """Every VM in the database, by name, straight from SQLite."""

@@ -18,7 +18,7 @@ from requestor.db.models import VM, VMStatus
 from requestor.devnet.network import Devnet
 from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GolemEnv, assert_ok
-from tests.helpers import db_rows
+from tests.helpers import SMALL_VM, db_rows
 
 HOSTILE_ID = "hostile-provider"
 DEEP = ("[" * 200_000 + "]" * 200_000).encode()
@@ -94,12 +94,7 @@ def test_hostile_provider_is_named_and_others_complete(
         "vm-bad",
         "--provider-id",
         HOSTILE_ID,
-        "--cpu",
-        "1",
-        "--memory",
-        "1",
-        "--storage",
-        "10",
+        *SMALL_VM,
     )
     assert result.exit_code == 1
     assert f"Provider {HOSTILE_ID} refused to create the VM (HTTP 422" in _error(result.output)
@@ -113,12 +108,7 @@ def test_hostile_provider_is_named_and_others_complete(
             "vm-good",
             "--provider-id",
             devnet.providers[0].provider_id,
-            "--cpu",
-            "1",
-            "--memory",
-            "1",
-            "--storage",
-            "10",
+            *SMALL_VM,
         )
     )
 

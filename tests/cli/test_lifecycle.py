@@ -7,7 +7,7 @@ import json
 
 from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GolemEnv, assert_ok, run_golem
-from tests.helpers import db_rows
+from tests.helpers import SMALL_VM, db_rows
 
 
 def _env(devnet: DevnetThread) -> dict[str, str]:
@@ -120,12 +120,7 @@ def test_whole_flow_with_json(golem_env: GolemEnv, devnet: DevnetThread) -> None
         "vm",
         "create",
         "db-1",
-        "--cpu",
-        "1",
-        "--memory",
-        "1",
-        "--storage",
-        "10",
+        *SMALL_VM,
         "--json",
         extra_env=env,
     )
@@ -168,12 +163,7 @@ def test_stop_twice_is_idempotent(golem_env: GolemEnv, devnet: DevnetThread, gol
             "vm",
             "create",
             "idem",
-            "--cpu",
-            "1",
-            "--memory",
-            "1",
-            "--storage",
-            "10",
+            *SMALL_VM,
             env=golem_env_vars,
         )
     )
@@ -196,12 +186,7 @@ def test_list_refresh_shows_gone_and_unreachable(
                 name,
                 "--provider-id",
                 provider.provider_id,
-                "--cpu",
-                "1",
-                "--memory",
-                "1",
-                "--storage",
-                "10",
+                *SMALL_VM,
                 env=env,
             )
         )
@@ -255,12 +240,7 @@ def test_a_provider_that_moved_is_found_through_discovery(
             "mover",
             "--provider-id",
             provider.provider_id,
-            "--cpu",
-            "1",
-            "--memory",
-            "1",
-            "--storage",
-            "10",
+            *SMALL_VM,
             env=env,
         )
     )

@@ -13,9 +13,7 @@ import pytest
 
 from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GOLEM, GolemEnv, assert_ok, run_golem
-from tests.helpers import db_rows
-
-CREATE = ("--cpu", "1", "--memory", "1", "--storage", "10")
+from tests.helpers import SMALL_VM, db_rows
 
 
 @pytest.fixture
@@ -34,11 +32,11 @@ def _error_lines(output: str) -> tuple[str, str]:
 @pytest.mark.parametrize(
     ("args", "rule"),
     [
-        (("Bad-Name", *CREATE), "only lowercase letters"),
-        (("ab", *CREATE), "3 to 64 characters"),
-        (("a" * 65, *CREATE), "3 to 64 characters"),
-        (("my--vm", *CREATE), "must not contain '--'"),
-        (("vm-", *CREATE), "only lowercase letters"),
+        (("Bad-Name", *SMALL_VM), "only lowercase letters"),
+        (("ab", *SMALL_VM), "3 to 64 characters"),
+        (("a" * 65, *SMALL_VM), "3 to 64 characters"),
+        (("my--vm", *SMALL_VM), "must not contain '--'"),
+        (("vm-", *SMALL_VM), "only lowercase letters"),
         (("vm1", "--cpu", "3", "--memory", "1", "--storage", "10"), "Invalid --cpu 3"),
         (("vm1", "--cpu", "1", "--memory", "3", "--storage", "10"), "Invalid --memory 3"),
         (("vm1", "--cpu", "1", "--memory", "1", "--storage", "9"), "at least 10 GB"),
@@ -73,7 +71,7 @@ def test_vm_not_found(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[
 
 def test_provider_gone_offline(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
     provider = devnet.providers[0]
-    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
+    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *SMALL_VM))
     before = db_rows(golem_env.db_path)
     devnet.set_faults(provider.provider_id, offline=True)
     result = golem("vm", "stop", "vm1")
@@ -97,7 +95,7 @@ def test_ssh_not_reachable_yet(golem_env: GolemEnv, devnet: DevnetThread, golem,
         "slow",
         "--provider-id",
         provider.provider_id,
-        *CREATE,
+        *SMALL_VM,
         "--wait-timeout",
         "1.5",
     )
@@ -119,7 +117,7 @@ def test_discovery_unreachable(
     monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setenv("GOLEM_REQUESTOR_DISCOVERY_URL", "http://127.0.0.1:9")
-    for args in (("vm", "providers"), ("vm", "create", "vm1", *CREATE)):
+    for args in (("vm", "providers"), ("vm", "create", "vm1", *SMALL_VM)):
         result = golem(*args)
         assert result.exit_code == 1
         error, hint = _error_lines(result.output)
@@ -131,7 +129,7 @@ def test_discovery_unreachable(
 def test_provider_refuses_create(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
     provider = devnet.providers[0]
     devnet.set_faults(provider.provider_id, error_rate=1.0)
-    result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE)
+    result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *SMALL_VM)
     assert result.exit_code == 1
     error, _hint = _error_lines(result.output)
     assert f"Provider {provider.provider_id} refused to create the VM (HTTP 500" in error
@@ -163,9 +161,9 @@ def test_insufficient_resources(golem_env: GolemEnv, devnet: DevnetThread, golem
 
 
 def test_name_taken(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]
-    assert_ok(golem("vm", "create", "twin", *CREATE))
+    assert_ok(golem("vm", "create", "twin", *SMALL_VM))
     before = db_rows(golem_env.db_path)
-    result = golem("vm", "create", "twin", *CREATE)
+    result = golem("vm", "create", "twin", *SMALL_VM)
     assert result.exit_code == 2
     error, _hint = _error_lines(result.output)
     assert error == "Error: A VM named twin already exists"
@@ -180,7 +178,7 @@ def test_provider_without_start_route(
     env,
 ) -> None:
     provider = devnet.providers[0]
-    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
+    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *SMALL_VM))
     assert_ok(golem("vm", "stop", "vm1"))
     devnet.set_faults(provider.provider_id, missing_routes=["start"])
     result = golem("vm", "start", "vm1")
@@ -200,7 +198,7 @@ def test_unusable_provider_answer(
     fault: str,
 ) -> None:
     provider = devnet.providers[0]
-    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE))
+    assert_ok(golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *SMALL_VM))
     devnet.set_faults(provider.provider_id, **{fault: True})
     result = golem("vm", "stop", "vm1")
     assert result.exit_code == 1
@@ -264,7 +262,7 @@ def test_crash_during_create_is_resolved_by_refresh(
     faults = {"latency_ms": 1500} if provider_creates_it else {"hang": True}
     devnet.set_faults(provider.provider_id, **faults)
     process = subprocess.Popen(
-        [str(GOLEM), "vm", "create", "crashy", "--provider-id", provider.provider_id, *CREATE],
+        [str(GOLEM), "vm", "create", "crashy", "--provider-id", provider.provider_id, *SMALL_VM],
         env={**golem_env.env, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -319,7 +317,7 @@ def test_a_hanging_provider_does_not_block_the_provider_list(
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
 def test_timeouts_must_be_finite(golem_env: GolemEnv, golem, value: str) -> None:  # type: ignore[no-untyped-def]
     for args in (
-        ("vm", "create", "vm1", *CREATE, "--wait-timeout", value),
+        ("vm", "create", "vm1", *SMALL_VM, "--wait-timeout", value),
         ("vm", "stop", "--all", "--timeout", value),
         ("vm", "ssh", "vm1", "--wait-timeout", value),
     ):
@@ -330,7 +328,7 @@ def test_timeouts_must_be_finite(golem_env: GolemEnv, golem, value: str) -> None
 
 
 def test_unknown_provider_id(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[no-untyped-def]
-    result = golem("vm", "create", "vm1", "--provider-id", "no-such-provider", *CREATE)
+    result = golem("vm", "create", "vm1", "--provider-id", "no-such-provider", *SMALL_VM)
     assert result.exit_code == 1
     error, hint = _error_lines(result.output)
     assert error == "Error: Provider no-such-provider is not advertised on the discovery service"
@@ -346,7 +344,7 @@ def test_create_on_an_offline_provider_leaves_nothing(
 ) -> None:
     provider = devnet.providers[0]
     devnet.set_faults(provider.provider_id, offline=True)
-    result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *CREATE)
+    result = golem("vm", "create", "vm1", "--provider-id", provider.provider_id, *SMALL_VM)
     assert result.exit_code == 1
     error, hint = _error_lines(result.output)
     assert error.startswith("Error: Provider is no longer available (they may have gone offline)")

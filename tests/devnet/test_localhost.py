@@ -30,6 +30,7 @@ import pytest
 from click.testing import Result
 
 from tests.conftest import GOLEM, REPO, GolemEnv, run_golem
+from tests.helpers import SMALL_VM
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -145,7 +146,7 @@ def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path:
         assert [(p["provider_id"], p["ip_address"], p["reachable"]) for p in listed] == [
             ("devnet-provider-01", "127.0.0.1", True)
         ]
-        golem("vm", "create", "dev-vm", "--cpu", "1", "--memory", "1", "--storage", "10")
+        golem("vm", "create", "dev-vm", *SMALL_VM)
         assert golem("vm", "ssh", "dev-vm", "--", "echo ok").stdout == "ok\n"
         golem("vm", "destroy", "dev-vm", "--yes")
         assert "dev-vm" not in golem("vm", "list").stdout

@@ -20,6 +20,7 @@ from requestor.devnet.network import Devnet
 from requestor.devnet.provider import DevnetVM
 from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GOLEM, NETGUARD_DIR, REPO
+from tests.helpers import SMALL_VM
 
 
 @dataclass
@@ -177,12 +178,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 name,
                 "--provider-id",
                 provider.provider_id,
-                "--cpu",
-                "1",
-                "--memory",
-                "1",
-                "--storage",
-                "10",
+                *SMALL_VM,
                 "--wait-timeout",
                 "30",
             )

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import GOLEM
+from tests.helpers import SMALL_VM
 from tests.ssh.conftest import World
 
 
@@ -187,12 +188,7 @@ def test_a_vm_deleted_behind_golems_back_fails_fast(world: World) -> None:
         "doomed",
         "--provider-id",
         world.vms["vm2"],
-        "--cpu",
-        "1",
-        "--memory",
-        "1",
-        "--storage",
-        "10",
+        *SMALL_VM,
         "--wait-timeout",
         "30",
     )

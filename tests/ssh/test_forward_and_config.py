@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GOLEM
+from tests.helpers import SMALL_VM
 from tests.ssh.conftest import World
 
 
@@ -214,7 +215,7 @@ def test_a_written_config_follows_destroy_create_and_forget(world: World) -> Non
     def create() -> None:
         world.ok(
             "vm", "create", "phoenix", "--provider-id", world.vms["vm2"],
-            "--cpu", "1", "--memory", "1", "--storage", "10", "--wait-timeout", "30",
+            *SMALL_VM, "--wait-timeout", "30",
         )  # fmt: skip
 
     config = world.base_dir / "ssh" / "config"

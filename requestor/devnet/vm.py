@@ -31,7 +31,6 @@ import asyncssh
 VM_USER = "ubuntu"
 HOST_KEY_PATH = Path("etc/ssh/ssh_host_ed25519_key")
 HOME_PATH = Path("home/ubuntu")
-_REAP_WAIT_S = 2.0
 _CHUNK = 65536
 # After the shell exits, output still in flight is drained for this long; a
 # background job that keeps the terminal open must not keep the session alive.
@@ -421,13 +420,14 @@ class VMServer:
         self._sessions.add(child.pid)
         return child
 
-    async def _reap(self, child: asyncio.subprocess.Process) -> None:
+    def _reap(self, child: asyncio.subprocess.Process) -> None:
         kill_session(child.pid)
         self._sessions.discard(child.pid)
-        # Wait for the exit, so the child's transport closes on this loop: left
-        # to the garbage collector it may outlive the loop and fail noisily.
-        with contextlib.suppress(TimeoutError, ProcessLookupError):
-            await asyncio.wait_for(asyncio.shield(child.wait()), _REAP_WAIT_S)
+        # Close the child's pipes now, synchronously (nothing can cancel it): a
+        # pipe whose reader was cancelled stops being read once its buffer is
+        # full, never sees EOF, and left to the garbage collector would be closed
+        # after this loop is gone. asyncio has no public close for a Process.
+        child._transport.close()  # type: ignore[attr-defined]
 
     async def _run_pipes(
         self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
@@ -455,7 +455,7 @@ class VMServer:
             return await child.wait()
         finally:
             feeder.cancel()
-            await self._reap(child)
+            self._reap(child)
 
     async def _run_pty(
         self, process: asyncssh.SSHServerProcess[bytes], argv: list[str], env: dict[str, str]
@@ -493,7 +493,7 @@ class VMServer:
             feeder.cancel()
             pump.cancel()
             transport.close()
-            await self._reap(child)
+            self._reap(child)
 
 
 async def _read_stdin(

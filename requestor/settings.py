@@ -22,7 +22,7 @@ DEFAULT_DISCOVERY_URL = "http://discovery.golem.network:9001"
 PROVIDER_PORT = 7466
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class Environment(enum.StrEnum):
@@ -81,8 +81,33 @@ def _parse_bool(name: str, raw: str) -> bool:
     )
 
 
-def _path(raw: str) -> Path:
-    return Path(raw).expanduser()
+def _path(name: str, raw: str) -> Path:
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        # "~nosuchuser/x", or "~" with neither $HOME nor a password entry.
+        user = raw[1:].split("/", 1)[0] if raw.startswith("~") else ""
+        whose = f"the home folder of user {user!r}" if user else "your home folder ($HOME)"
+        raise ConfigError(
+            f"{name}={raw!r} names {whose}, which cannot be found",
+            hint=f"Set {name} to an absolute path, or set HOME.",
+        ) from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any user, password and query values replaced, for messages:
+    a discovery URL may carry credentials (``user:password@``, ``?token=``)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}=***" if "=" in pair else "***"
+        for pair in parts.query.split("&")
+        if pair
+    )
+    redacted = parts._replace(netloc=netloc, query=query, fragment="").geturl()
+    return redacted
 
 
 def _cannot_be_dir(path: Path) -> bool:
@@ -99,7 +124,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     def get(key: str) -> str | None:
         value = env.get(ENV_PREFIX + key)
-        return value if value not in (None, "") else None
+        if value is not None and not value.strip():
+            # An empty value is usually a mistyped "$VAR" in a script. Taking it as
+            # unset would, for the discovery URL, reach the real network.
+            name = ENV_PREFIX + key
+            raise ConfigError(
+                f"{name} is set but empty",
+                hint=f"Give {name} a value, or unset it ('unset {name}') for the default.",
+            )
+        return value
 
     raw_env = get("ENVIRONMENT")
     environment = Environment.PRODUCTION
@@ -112,15 +145,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 hint=f"Set {ENV_PREFIX}ENVIRONMENT to 'production' or 'development'.",
             ) from None
 
-    force_raw = env.get(ENV_PREFIX + "FORCE_LOCALHOST")
+    force_raw = get("FORCE_LOCALHOST")
     force_localhost = (
         _parse_bool(ENV_PREFIX + "FORCE_LOCALHOST", force_raw) if force_raw is not None else False
     )
 
-    base_dir = _path(get("BASE_DIR") or "~/.golem")
+    base_dir = _path(ENV_PREFIX + "BASE_DIR", get("BASE_DIR") or "~/.golem")
     raw_key_dir, raw_db_path = get("SSH_KEY_DIR"), get("DB_PATH")
-    ssh_key_dir = _path(raw_key_dir) if raw_key_dir else base_dir / "ssh"
-    db_path = _path(raw_db_path) if raw_db_path else base_dir / "vms.db"
+    ssh_key_dir = base_dir / "ssh"
+    if raw_key_dir:
+        ssh_key_dir = _path(ENV_PREFIX + "SSH_KEY_DIR", raw_key_dir)
+    db_path = base_dir / "vms.db"
+    if raw_db_path:
+        db_path = _path(ENV_PREFIX + "DB_PATH", raw_db_path)
     for key, path in (("BASE_DIR", base_dir), ("SSH_KEY_DIR", ssh_key_dir)):
         if _cannot_be_dir(path):
             raise ConfigError(
@@ -131,6 +168,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"{ENV_PREFIX}DB_PATH={str(db_path)!r} is a directory",
             hint=f"Point {ENV_PREFIX}DB_PATH at a file, e.g. {db_path / 'vms.db'}.",
+        )
+    if db_path.exists() and not db_path.is_file():
+        # e.g. /dev/null: SQLite would "open" it and leave /dev/null-journal behind.
+        raise ConfigError(
+            f"{ENV_PREFIX}DB_PATH={str(db_path)!r} is not a regular file",
+            hint=f"Point {ENV_PREFIX}DB_PATH at a file, e.g. {base_dir / 'vms.db'}.",
         )
     if _cannot_be_dir(db_path.parent):
         raise ConfigError(

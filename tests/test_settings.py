@@ -54,23 +54,19 @@ def test_tilde_is_expanded(golem_env: GolemEnv) -> None:
     assert settings.db_path == golem_env.home / "elsewhere" / "vms.db"
 
 
-def test_empty_values_mean_unset() -> None:
-    settings = load_settings(
-        {
-            f"{P}{key}": ""
-            for key in (
-                "DISCOVERY_URL",
-                "BASE_DIR",
-                "SSH_KEY_DIR",
-                "DB_PATH",
-                "ENVIRONMENT",
-                "FORCE_LOCALHOST",
-            )
-        }
-    )
-    assert settings.discovery_url == DEFAULT_DISCOVERY_URL
-    assert settings.environment is Environment.PRODUCTION
-    assert settings.force_localhost is False
+@pytest.mark.parametrize(
+    "key",
+    ["DISCOVERY_URL", "BASE_DIR", "SSH_KEY_DIR", "DB_PATH", "ENVIRONMENT", "FORCE_LOCALHOST"],
+)
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_value_is_an_error_never_unset(key: str, value: str) -> None:
+    # A mistyped "$VAR" in a script must not fall back to a default: for the
+    # discovery URL that default is the real network.
+    with pytest.raises(ConfigError) as caught:
+        load_settings({f"{P}{key}": value})
+    assert caught.value.message == f"{P}{key} is set but empty"
+    assert caught.value.hint and f"unset {P}{key}" in caught.value.hint
+    assert caught.value.exit_code == ExitCode.USAGE
 
 
 def test_development_with_forced_localhost() -> None:

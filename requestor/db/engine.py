@@ -28,25 +28,27 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from requestor.errors import ConfigError, StateError
+from requestor.statefiles import create_private_file, private_dir
 
 BUSY_TIMEOUT_MS = 30_000
 _BEGIN_MODE = "golem_begin"
 
 
 def _prepare_directory(db_path: Path) -> None:
-    try:
-        db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as error:
-        # An unusable path is a bad setting (exit 2), not a failed operation.
-        raise ConfigError(
-            f"Cannot create the folder for the database {db_path.parent}: {error.strerror}",
-            hint="Set GOLEM_REQUESTOR_DB_PATH or GOLEM_REQUESTOR_BASE_DIR to a writable place.",
-        ) from None
+    # An unusable path is a bad setting (exit 2), not a failed operation.
+    private_dir(db_path.parent, "GOLEM_REQUESTOR_DB_PATH")
     if db_path.exists() and not os.access(db_path, os.R_OK | os.W_OK):
         raise ConfigError(
             f"The database {db_path} is not readable and writable by you",
             hint="Fix its permissions, or point GOLEM_REQUESTOR_DB_PATH elsewhere.",
         )
+    try:
+        create_private_file(db_path)
+    except OSError as error:
+        raise ConfigError(
+            f"Cannot create the database {db_path}: {error.strerror}",
+            hint="Point GOLEM_REQUESTOR_DB_PATH at a file in a folder you can write.",
+        ) from None
 
 
 def create_engine(db_path: Path) -> AsyncEngine:

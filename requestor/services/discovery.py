@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import ValidationError
 
 from requestor.errors import DiscoveryUnavailableError, ProviderNotFoundError
 from requestor.services.http import QUICK, HttpClient, Response, TransportError
+from requestor.settings import redact_url
 from requestor.text import clean
 from requestor.wire.models import Advertisement
 
@@ -24,7 +25,16 @@ class DiscoveryClient:
     def __init__(self, http: HttpClient, base_url: str) -> None:
         self._http = http
         self._base = base_url.rstrip("/") + "/api/v1"
-        self._origin = base_url
+        # Shown in messages: credentials in the URL never are.
+        self._origin = redact_url(base_url)
+        parts = urlsplit(base_url)
+        self._secrets = [s for s in (parts.password, parts.username, parts.query) if s]
+
+    def _scrub(self, text: str) -> str:
+        """A transport error's text can quote the URL it failed on."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     async def _get(self, path: str, params: dict[str, str] | None = None) -> Response:
         try:
@@ -34,7 +44,7 @@ class DiscoveryClient:
             )
         except TransportError as error:
             raise DiscoveryUnavailableError(
-                f"Discovery service at {self._origin} is unreachable: {error.reason}"
+                f"Discovery service at {self._origin} is unreachable: {self._scrub(error.reason)}"
             ) from None
         if response.status >= 500:
             raise DiscoveryUnavailableError(

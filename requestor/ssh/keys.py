@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from requestor.errors import GolemError, InputError
+from requestor.statefiles import private_dir
 
 # Looked for in ~/.ssh, in this order.
 SYSTEM_KEY_NAMES = ("id_ed25519", "id_rsa")
@@ -86,8 +87,9 @@ def _generate(key_dir: Path) -> KeyPair:
 
 
 def _prepare_key_dir(key_dir: Path) -> None:
+    private_dir(key_dir, "GOLEM_REQUESTOR_SSH_KEY_DIR")
     try:
-        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # As OpenSSH insists for ~/.ssh: the folder of private keys is ours alone.
         if stat.S_IMODE(key_dir.stat().st_mode) != 0o700:
             os.chmod(key_dir, 0o700)
     except OSError as error:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from requestor.statefiles import private_dir
+
 if TYPE_CHECKING:
     from requestor.db.engine import Database
     from requestor.db.models import VM
@@ -124,7 +126,7 @@ def include_line(config_path: Path) -> str:
 
 def write_private(path: Path, text: str) -> None:
     """Replace ``path`` at once (readers never see half a file), mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent, "GOLEM_REQUESTOR_SSH_KEY_DIR")
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as handle:

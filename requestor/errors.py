@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad input: arguments, names, numbers, settings
     PARTIAL = 3  # a multi-VM command where some VMs succeeded and some failed
     INTERRUPTED = 130  # Ctrl-C
+    BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE, as Unix tools)
 
 
 class GolemError(Exception):

@@ -34,19 +34,15 @@ class AppContext:
     def console(self) -> Console:
         """stdout: tables, panels, JSON."""
         if self._console is None:
-            from rich.console import Console
-
             # soft_wrap: a command line or path must never be folded mid-way.
-            self._console = Console(highlight=False, soft_wrap=True)
+            self._console = _console_class()(highlight=False, soft_wrap=True)
         return self._console
 
     @property
     def err_console(self) -> Console:
         """stderr: spinners, progress and warnings, so stdout stays clean for pipes."""
         if self._err_console is None:
-            from rich.console import Console
-
-            self._err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+            self._err_console = _console_class()(stderr=True, highlight=False, soft_wrap=True)
         return self._err_console
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
@@ -64,3 +60,15 @@ class AppContext:
             gc.freeze()
             gc.enable()
         return asyncio.run(main)
+
+
+def _console_class() -> type[Console]:
+    from rich.console import Console
+
+    class GolemConsole(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 on its own; the root group ends every closed
+            # pipe the same way (quietly, exit 141).
+            raise BrokenPipeError
+
+    return GolemConsole

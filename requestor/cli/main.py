@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -24,21 +26,63 @@ class RootGroup(LazyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            # Output problems (a closed pipe, a full disk) surface here rather
+            # than at interpreter exit, where they could only be a traceback.
+            sys.stdout.flush()
+            return result
         except GolemError as error:
             _fail(ctx, error.message, error.hint, error.exit_code, error)
         except KeyboardInterrupt as error:
             _fail(ctx, "Interrupted.", None, ExitCode.INTERRUPTED, error)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception as error:  # a bug: never show a traceback unless asked
+        except BrokenPipeError:
+            # `golem vm list | head -1`: the reader has gone; end quietly, as other
+            # Unix tools do. Every VM's result was recorded before it was printed.
+            _silence_stdout()
+            ctx.exit(ExitCode.BROKEN_PIPE)
+        except UnicodeEncodeError as error:
+            encoding = getattr(sys.stdout, "encoding", None) or "unknown"
             _fail(
                 ctx,
-                f"Unexpected internal error: {type(error).__name__}: {error}",
-                "Run again with 'golem --debug ...' for the traceback, and report it.",
+                f"The output cannot be written in this terminal's encoding ({encoding})",
+                "Use a UTF-8 locale (e.g. export LC_ALL=C.UTF-8), or --json (ASCII only).",
                 ExitCode.FAILED,
                 error,
             )
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                _fail(ctx, *_internal(error), error)
+            _silence_stdout()  # what was left in the buffer cannot be written either
+            _fail(
+                ctx,
+                f"Cannot write: {error.strerror}",
+                "Free some disk space, or send the output elsewhere, then try again.",
+                ExitCode.FAILED,
+                error,
+            )
+        except Exception as error:  # a bug: never show a traceback unless asked
+            _fail(ctx, *_internal(error), error)
+
+
+def _internal(error: BaseException) -> tuple[str, str, ExitCode]:
+    return (
+        f"Unexpected internal error: {type(error).__name__}: {error}",
+        "Run again with 'golem --debug ...' for the traceback, and report it.",
+        ExitCode.FAILED,
+    )
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what is still
+    buffered cannot fail again at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _fail(

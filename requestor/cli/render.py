@@ -265,7 +265,9 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
+    # ASCII only: provider-sent text with control, C1 or bidi characters stays
+    # escaped (\uXXXX) in a file that someone may later `cat` to a terminal.
+    return json.dumps(data, indent=2, ensure_ascii=True)
 
 
 def _iso(value: Any) -> str | None:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, NETGUARD_DIR, REPO
 from tests.helpers import db_rows
+from tests.support.fleet import create_fleet
+from tests.support.threaded import DevnetThread
 
 PROVIDERS, VMS = 20, 200
 

@@ -6,11 +6,11 @@ import asyncio
 
 import pexpect
 
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, GolemEnv
 from tests.helpers import db_rows
+from tests.support.fleet import create_fleet
+from tests.support.threaded import DevnetThread
 
 
 def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: DevnetThread) -> None:

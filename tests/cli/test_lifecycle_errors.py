@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GOLEM, GolemEnv, assert_ok, run_golem
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.cli import devnet as devnet_cli
-from requestor.devnet.faults import ROUTE_NAMES
-from requestor.devnet.threaded import DevnetThread, random_base_address
+from golem_devnet import cli as devnet_cli
+from golem_devnet.faults import ROUTE_NAMES
 from tests.conftest import GOLEM, GolemEnv
 from tests.devnet.helpers import FAST, create_vm, new_key, port_is_free, refuses, ssh
+from tests.support.threaded import DevnetThread, random_base_address
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -354,7 +354,7 @@ def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 def test_cli_module_imports_nothing_heavy(golem_env: GolemEnv) -> None:
     code = (
-        "import sys, requestor.cli.devnet; "
+        "import sys, golem_devnet.cli; "
         "heavy = {'aiohttp', 'asyncssh', 'rich', 'pydantic'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

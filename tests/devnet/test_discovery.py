@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.devnet.discovery import AdvertisementIn, AdvertisementStore
+from golem_devnet.discovery import AdvertisementIn, AdvertisementStore
 from tests.devnet.helpers import FAST
 
 pytestmark = pytest.mark.timeout(30)

@@ -11,9 +11,9 @@ import aiohttp
 import asyncssh
 import pytest
 
-from requestor.devnet.faults import OVERSIZED_BODY_BYTES, Faults
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.faults import OVERSIZED_BODY_BYTES, Faults
 from tests.devnet.helpers import FAST, create_vm, new_key, refuses, ssh, vm_body
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
 

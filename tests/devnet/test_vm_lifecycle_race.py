@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.devnet.network import Devnet
-from requestor.devnet.provider import DevnetVM, ProviderNode
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.network import Devnet
+from golem_devnet.provider import DevnetVM, ProviderNode
 from tests.devnet.helpers import FAST, create_vm, new_key, port_is_free, refuses
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,11 +23,11 @@ from requestor.cli.context import AppContext
 from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
-    from requestor.devnet.faults import Faults
-    from requestor.devnet.network import Devnet
+    from golem_devnet.faults import Faults
+    from golem_devnet.network import Devnet
 
 DEFAULT_DISCOVERY_URL = "http://127.0.0.10:9001"
-# Kept in step with requestor.devnet.faults.ROUTE_NAMES (a test checks); spelled
+# Kept in step with golem_devnet.faults.ROUTE_NAMES (a test checks); spelled
 # out here so that building the CLI does not import pydantic.
 ROUTE_NAMES = ("create", "list", "get", "access", "stop", "start", "delete")
 _SUMMARY_ROWS = 20
@@ -181,8 +181,8 @@ def up(
     from click.core import ParameterSource
     from pydantic import ValidationError
 
-    from requestor.devnet.faults import Faults
-    from requestor.devnet.network import (
+    from golem_devnet.faults import Faults
+    from golem_devnet.network import (
         DEFAULT_DISCOVERY_HOST,
         LOCALHOST_ADDRESS,
         Devnet,
@@ -279,7 +279,7 @@ async def _serve(net: Devnet) -> None:
     import asyncio
     import signal
 
-    from requestor.devnet.network import (
+    from golem_devnet.network import (
         AddressInUseError,
         AddressUnavailableError,
         StateDirInUseError,
@@ -329,7 +329,7 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from requestor.devnet.network import LOCALHOST_ADDRESS
+    from golem_devnet.network import LOCALHOST_ADDRESS
 
     console = Console(stderr=True, highlight=False)
     table = Table(title=f"Devnet: {len(net.specs)} providers, discovery at {net.discovery_url}")
@@ -464,7 +464,7 @@ def fault(
     Example:
       golem devnet fault devnet-provider-02 --offline
     """
-    from requestor.devnet.faults import Faults
+    from golem_devnet.faults import Faults
 
     if bool(provider_id) == all_providers:
         raise InputError("Give one PROVIDER_ID or --all")
@@ -499,7 +499,7 @@ def status(discovery_url: str | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from requestor.devnet.faults import Faults
+    from golem_devnet.faults import Faults
     from requestor.text import clean
 
     base = _discovery_url(discovery_url)

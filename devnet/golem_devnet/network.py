@@ -17,10 +17,10 @@ from typing import IO, Any
 import aiohttp
 from aiohttp import web
 
-from requestor.devnet.admin import add_admin_routes
-from requestor.devnet.discovery import DEFAULT_AD_TTL_S, AdvertisementStore, DiscoveryService
-from requestor.devnet.faults import Faults
-from requestor.devnet.provider import API_PORT, ProviderNode, ProviderSpec, make_provider_app
+from golem_devnet.admin import add_admin_routes
+from golem_devnet.discovery import DEFAULT_AD_TTL_S, AdvertisementStore, DiscoveryService
+from golem_devnet.faults import Faults
+from golem_devnet.provider import API_PORT, ProviderNode, ProviderSpec, make_provider_app
 
 DEFAULT_BASE_ADDRESS = "127.0.0.11"
 DEFAULT_DISCOVERY_HOST = "127.0.0.10"  # discovery_address_for(DEFAULT_BASE_ADDRESS)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from requestor.devnet.http import (
+from golem_devnet.http import (
     detail,
     fastapi_errors,
     json_response,

@@ -22,10 +22,10 @@ import asyncssh
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from requestor.devnet.faults import OVERSIZED_BODY_BYTES, Faults, RouteName
-from requestor.devnet.http import Handler, detail, json_response, now_iso, parse_body
-from requestor.devnet.proxy import TcpProxy
-from requestor.devnet.vm import VMServer, prepare_vm_root
+from golem_devnet.faults import OVERSIZED_BODY_BYTES, Faults, RouteName
+from golem_devnet.http import Handler, detail, json_response, now_iso, parse_body
+from golem_devnet.proxy import TcpProxy
+from golem_devnet.vm import VMServer, prepare_vm_root
 
 API_PORT = 7466  # every provider of the network listens here; the requestor assumes it
 FIRST_SSH_PORT = 50800

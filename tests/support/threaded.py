@@ -1,7 +1,8 @@
 """Run a ``Devnet`` in a background thread with its own event loop.
 
 For synchronous callers: tests that drive the CLI (which calls ``asyncio.run``
-itself) or spawn subprocesses, and bench scripts. Every method is thread-safe::
+itself) or spawn subprocesses, and bench scripts (run from the repository root,
+``python -m bench.run``). Every method is thread-safe::
 
     with DevnetThread(tmp_path / "devnet", providers=3) as net:
         run_cli(env=net.env)
@@ -21,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from requestor.devnet.faults import Faults
-from requestor.devnet.network import AddressInUseError, Devnet
+from golem_devnet.faults import Faults
+from golem_devnet.network import AddressInUseError, Devnet
 
 T = TypeVar("T")
 _START_ATTEMPTS = 8

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from requestor.devnet.faults import Faults
-from requestor.devnet.http import detail, json_response, parse_body
+from golem_devnet.faults import Faults
+from golem_devnet.http import detail, json_response, parse_body
 
 
 class AdminBackend(Protocol):

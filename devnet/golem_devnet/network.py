@@ -9,7 +9,7 @@ import fcntl
 import ipaddress
 import shlex
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -166,6 +166,7 @@ class Devnet:
         self.store = AdvertisementStore(ttl_s=ad_ttl_s, clock=clock)
         self.readvertise_rounds = 0
         self._readvertised = asyncio.Condition()
+        self._request_logged = asyncio.Condition()
         self.nodes: list[ProviderNode] = []
         self._by_address: dict[str, ProviderNode] = {}
         self._by_id: dict[str, ProviderNode] = {}
@@ -253,6 +254,7 @@ class Devnet:
                 self.state_dir / "vms",
                 self._initial_faults[spec.provider_id],
                 self._advertise,
+                self._request_logged,
             )
             self.nodes.append(node)
             self._by_address[spec.ip_address] = node
@@ -364,6 +366,12 @@ class Devnet:
         """What the provider has received, oldest first (``seq`` above ``after``);
         ``KeyError`` for an unknown provider."""
         return [record for record in self._by_id[provider_id].requests if record.seq > after]
+
+    async def wait_for_requests(self, predicate: Callable[[Devnet], bool]) -> None:
+        """Return once ``predicate(self)`` holds, looking again whenever any provider
+        logs or answers a request (e.g. "20 stop requests are held")."""
+        async with self._request_logged:
+            await self._request_logged.wait_for(lambda: predicate(self))
 
     async def wait_for_request(
         self,

@@ -212,6 +212,7 @@ class ProviderNode:
         vms_dir: Path,
         faults: Faults,
         on_change: Callable[[ProviderNode], Awaitable[None]],
+        request_logged: asyncio.Condition | None = None,
     ) -> None:
         self.spec = spec
         self._faults = faults
@@ -219,7 +220,9 @@ class ProviderNode:
         self._faults_changed = asyncio.Event()
         self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
         self._request_seq = 0
-        self._request_logged = asyncio.Condition()
+        # Notified at every request logged or answered; a devnet shares one among
+        # its providers, so a wait can look at all of them.
+        self._request_logged = request_logged or asyncio.Condition()
         self.vms: dict[str, DevnetVM] = {}
         # VMs whose name a later create took over (a deployed quirk): still
         # running and still holding resources and their port, but unreachable by name.

@@ -307,6 +307,16 @@ class DevnetThread:
 
         return self.run(wait, timeout=timeout + 5)
 
+    def wait_until(self, predicate: Callable[[Devnet], bool], timeout: float = 30.0) -> None:
+        """Block until ``predicate(devnet)`` holds; it runs on the devnet's thread, each
+        time any provider logs or answers a request (see ``Devnet.requests``)."""
+
+        async def wait(devnet: Devnet) -> None:
+            async with asyncio.timeout(timeout):
+                await devnet.wait_for_requests(predicate)
+
+        self.run(wait, timeout=timeout + 5)
+
     def wait_for_readvertise(self, rounds: int = 1, timeout: float = 30.0) -> None:
         """Block until ``rounds`` more periodic re-advertising rounds have finished."""
 

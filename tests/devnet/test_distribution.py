@@ -170,7 +170,8 @@ def test_without_the_devnet_golem_help_still_works(golem_env: GolemEnv) -> None:
 
 def test_golem_help_loads_only_the_devnet_cli_module(golem_env: GolemEnv) -> None:
     """``golem --help`` shows the devnet's one-line help: that takes golem_devnet.cli
-    (click and the standard library), never the servers or their libraries."""
+    (click, the standard library and the plain route table), never the servers or
+    their libraries."""
     # -X importtime does not see a module loaded by importlib.import_module (the
     # lazy group's way), so the process reports what it holds at exit instead.
     code = (
@@ -189,4 +190,4 @@ def test_golem_help_loads_only_the_devnet_cli_module(golem_env: GolemEnv) -> Non
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Run a local Golem network" in done.stdout
-    assert done.stderr.split() == ["golem_devnet", "golem_devnet.cli"]
+    assert done.stderr.split() == ["golem_devnet", "golem_devnet.cli", "golem_devnet.routes"]

@@ -1,8 +1,11 @@
 """``golem devnet``: a local network (discovery + providers + VMs) on loopback.
 
-``golem --help`` imports this module, so only click and the standard library
-are imported at the top; aiohttp, asyncssh, pydantic and rich load inside the
-commands that use them.
+golem's root group loads this module lazily (``golem_devnet.cli:devnet``), and
+``golem --help`` loads it for the one-line help, so the top imports only click,
+the standard library, the plain route table and golem's light modules (its click
+context and errors); aiohttp, asyncssh, pydantic and rich load inside the commands
+that use them. Errors are raised as golem's errors: golem's root group alone turns
+them into messages and exit codes.
 """
 
 from __future__ import annotations

@@ -9,10 +9,12 @@ PYTEST_ARGS ?=
 
 .PHONY: install system-deps test demo lint format bench clean
 
-$(STAMP): pyproject.toml
+# golem and the devnet (its own distribution, in devnet/) in one pip call, so pip
+# takes golem-vm-devnet's golem-vm-requestor requirement from this checkout.
+$(STAMP): pyproject.toml devnet/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e ./devnet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,7 +38,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy requestor
+	$(BIN)/mypy requestor devnet/golem_devnet
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -46,4 +48,4 @@ bench: $(STAMP) system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info devnet/*.egg-info

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from bench.report import machine, table, update_section
 from bench.startup import golem_executable
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
 from requestor.settings import load_settings
+from tests.support.fleet import create_fleet
+from tests.support.threaded import DevnetThread
 
 SECTION = "bulk"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.report import machine, table, update_section
 from bench.startup import bench_env, golem_executable
-from requestor.devnet.threaded import DevnetThread
+from tests.support.threaded import DevnetThread
 
 SECTION = "ssh"
 VM = "bench-vm"

@@ -12,17 +12,53 @@ import click
 from requestor import __version__
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.errors import ExitCode, GolemError
+from requestor.errors import ExitCode, GolemError, InputError
 from requestor.text import clean
 
 ROOT_COMMANDS = {
     "vm": "requestor.cli.vm:vm",
-    "devnet": "requestor.cli.devnet:devnet",
+    # The devnet is its own distribution (golem-vm-devnet, devnet/ in the repository):
+    # an installed golem may not have it.
+    "devnet": "golem_devnet.cli:devnet",
 }
+# Commands whose module comes from another distribution: that distribution's
+# top-level package, and how to install it.
+OPTIONAL_COMMANDS = {
+    "devnet": (
+        "golem_devnet",
+        "pip install 'golem-vm-requestor[devnet]' (from the repository: pip install ./devnet)",
+    ),
+}
+
+
+def _not_installed(name: str, install: str) -> click.Command:
+    """Stands in for a command whose distribution is missing: any arguments, even
+    --help, get the one-line answer saying how to install it (exit 2)."""
+
+    def explain(args: tuple[str, ...]) -> None:
+        raise InputError(f"'golem {name}' is not installed: {install}")
+
+    return click.Command(
+        name,
+        callback=explain,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        short_help=f"(not installed: {install})",
+    )
 
 
 class RootGroup(LazyGroup):
     """Maps every error to a message, a hint and an exit code, in one place."""
+
+    def _load(self, cmd_name: str) -> click.Command:
+        try:
+            return super()._load(cmd_name)
+        except ModuleNotFoundError as error:
+            package, install = OPTIONAL_COMMANDS.get(cmd_name, (None, ""))
+            if package is None or (error.name or "").split(".")[0] != package:
+                raise  # a bug, or a dependency missing inside an installed one
+            return _not_installed(cmd_name, install)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -7,22 +7,24 @@ test states the fleet's state it starts from and brings it there itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.network import Devnet
+from golem_devnet.provider import RequestRecord
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, NETGUARD_DIR, REPO
 from tests.helpers import db_rows
+from tests.support.fleet import create_fleet
+from tests.support.threaded import DevnetThread
 
 PROVIDERS, VMS = 20, 200
 
@@ -174,9 +176,36 @@ def test_many_processes_at_once_on_one_database(fleet: Fleet) -> None:
     assert fleet.local() == fleet.truth()
 
 
+def _stops_since(net: Devnet, marks: dict[str, int], *, answered: bool) -> list[RequestRecord]:
+    """Stop requests the providers received after ``marks`` (provider id -> last seq
+    before): answered ones, or ones still held. Runs on the devnet's thread."""
+    return [
+        dataclasses.replace(record)
+        for node in net.nodes
+        for record in node.requests
+        if record.seq > marks.get(node.provider_id, 0)
+        and record.route == "stop"
+        and (record.status is not None) == answered
+    ]
+
+
 def test_ctrl_c_halfway_leaves_a_consistent_database(fleet: Fleet) -> None:
     fleet.reset("running")
-    fleet.devnet.set_all_faults(latency_ms=1000)
+    net = fleet.devnet
+    marks = {
+        p.provider_id: max((r.seq for r in net.requests(p.provider_id)), default=0)
+        for p in net.providers
+    }
+
+    async def stops(devnet: Devnet, answered: bool) -> list[RequestRecord]:
+        return _stops_since(devnet, marks, answered=answered)
+
+    # Half the providers hold their stop route: golem's 20 slots end up all taken
+    # by stops parked there, while the stops at the other half are answered.
+    # (The fleet is round-robin, so the first 20 VMs golem takes span all providers.)
+    held = {p.provider_id for p in net.providers[PROVIDERS // 2 :]}
+    for provider_id in held:
+        net.hold(provider_id, "stop")
     process = subprocess.Popen(
         [str(GOLEM), "vm", "stop", "--all", "--concurrency", "20"],
         env=fleet.env,
@@ -184,19 +213,23 @@ def test_ctrl_c_halfway_leaves_a_consistent_database(fleet: Fleet) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while sum(1 for s in fleet.local().values() if s == "stopped") < 30:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
+    net.wait_until(lambda d: len(_stops_since(d, marks, answered=False)) == 20, timeout=60)
+    assert process.poll() is None
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "(interrupted)" in out and "cancelled" in out
     assert "Traceback" not in err
 
+    parked = net.run(lambda d: stops(d, answered=False))
+    answered = {r.vm for r in net.run(lambda d: stops(d, answered=True))}
+    assert len(parked) == 20
     local, truth = fleet.local(), fleet.truth()
     stopped_locally = {n for n, s in local.items() if s == "stopped"}
-    assert 30 <= len(stopped_locally) < VMS
+    # Recorded as stopped: exactly the VMs whose stop a provider answered, none held.
+    assert 0 < len(stopped_locally) <= VMS - len(parked)
+    assert stopped_locally == answered
+    assert not stopped_locally & {r.vm for r in parked}
     # What was printed as done is exactly what the database recorded as stopped.
     printed = {
         line.split()[0]: line.split()[2] for line in out.splitlines() if line.startswith("vm-")
@@ -208,9 +241,15 @@ def test_ctrl_c_halfway_leaves_a_consistent_database(fleet: Fleet) -> None:
     assert all(truth[n] == "stopped" for n in stopped_locally)
     assert set(local.values()) <= {"running", "stopped"}
 
-    # Requests already sent may still land at providers; a refresh settles the rest.
-    fleet.devnet.clear_faults()
-    time.sleep(1.2)
+    # The held stops were sent before golem died: released, the providers carry
+    # them out with nobody listening. Once all are answered, a refresh settles them.
+    parked_seqs = {(r.vm, r.seq) for r in parked}
+    net.clear_faults()
+    net.wait_until(
+        lambda d: parked_seqs <= {(r.vm, r.seq) for r in _stops_since(d, marks, answered=True)},
+        timeout=60,
+    )
+    assert all(fleet.truth()[r.vm or ""] == "stopped" for r in parked)
     assert fleet.golem("vm", "list", "--refresh").returncode == 0
     assert fleet.local() == fleet.truth()
 

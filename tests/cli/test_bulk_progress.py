@@ -6,11 +6,11 @@ import asyncio
 
 import pexpect
 
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, GolemEnv
 from tests.helpers import db_rows
+from tests.support.fleet import create_fleet
+from tests.support.threaded import DevnetThread
 
 
 def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: DevnetThread) -> None:
@@ -23,7 +23,10 @@ def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: Devne
     env.pop("NO_COLOR", None)
     ids = [p.provider_id for p in devnet.providers]
     asyncio.run(create_fleet(load_settings(env), ids, 6))
-    devnet.set_all_faults(latency_ms=700)
+    # Every stop is parked until the live line has been seen: it is drawn while
+    # golem waits, whatever the speed of the machine.
+    for provider_id in ids:
+        devnet.hold(provider_id, "stop")
 
     child = pexpect.spawn(
         str(GOLEM),
@@ -34,8 +37,9 @@ def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: Devne
         dimensions=(40, 120),
     )
     child.expect("Stopping")  # the live line: what it does, a bar, done/total, failures
-    child.expect(r"\d/6")
+    child.expect(r"0/6")
     child.expect("failed")
+    devnet.clear_faults()
     child.expect("stop: 6 stopped of 6")  # then the per-VM table and the summary
     child.expect(pexpect.EOF)
     child.close()

@@ -13,12 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from golem_devnet.network import Devnet
 from requestor.db.engine import Database
 from requestor.db.models import VM, VMStatus
-from requestor.devnet.network import Devnet
-from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GolemEnv, assert_ok
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 HOSTILE_ID = "hostile-provider"
 DEEP = ("[" * 200_000 + "]" * 200_000).encode()

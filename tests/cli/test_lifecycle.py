@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GolemEnv, assert_ok, run_golem
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 
 def _env(devnet: DevnetThread) -> dict[str, str]:

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
 from tests.conftest import GOLEM, GolemEnv, assert_ok, run_golem
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 
 @pytest.fixture
@@ -234,33 +234,21 @@ def test_hostile_provider_text_is_escaped() -> None:
     assert "evil[/][link=http://x]" in shown  # markup printed literally
 
 
-def _rows_if_ready(golem_env: GolemEnv) -> dict[str, object]:
-    import sqlite3
-
-    try:
-        return db_rows(golem_env.db_path)
-    except sqlite3.OperationalError:  # not migrated yet
-        return {}
-
-
-def _wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize("provider_creates_it", [True, False])
+@pytest.mark.parametrize("provider_creates_it", [True, False], ids=["released", "held"])
 def test_crash_during_create_is_resolved_by_refresh(
     golem_env: GolemEnv,
     devnet: DevnetThread,
     env: dict[str, str],
     provider_creates_it: bool,
 ) -> None:
+    """golem dies after the provider has received the create and before it answers.
+
+    The provider holds POST /vms, so the kill lands in exactly that window. Released,
+    the provider creates the VM after golem is gone (refresh: running); held, it
+    never does (refresh: gone).
+    """
     provider = devnet.providers[0]
-    # Latency: the provider creates the VM after we die; hang: it never does.
-    faults = {"latency_ms": 1500} if provider_creates_it else {"hang": True}
-    devnet.set_faults(provider.provider_id, **faults)
+    devnet.hold(provider.provider_id, "POST /vms")
     process = subprocess.Popen(
         [str(GOLEM), "vm", "create", "crashy", "--provider-id", provider.provider_id, *SMALL_VM],
         env={**golem_env.env, **env},
@@ -268,14 +256,13 @@ def test_crash_during_create_is_resolved_by_refresh(
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(lambda: "crashy" in _rows_if_ready(golem_env))
+        received = devnet.wait_for_request(provider.provider_id, route="POST /vms", timeout=60)
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.wait(timeout=10)
     row = db_rows(golem_env.db_path)["crashy"]
     assert row["status"] == "creating"
-    if not provider_creates_it:
-        devnet.clear_faults(provider.provider_id)
+    assert received.vm == row["provider_vm_name"] and received.status is None
 
     def provider_holds() -> bool:
         return any(
@@ -283,8 +270,14 @@ def test_crash_during_create_is_resolved_by_refresh(
         )
 
     if provider_creates_it:
-        _wait_for(provider_holds)
-        devnet.clear_faults(provider.provider_id)
+        devnet.release(provider.provider_id)
+        created = devnet.wait_for_request(
+            provider.provider_id, route="create", after=received.seq - 1, answered=True
+        )
+        assert (created.seq, created.status) == (received.seq, 200)
+        assert provider_holds()
+    else:
+        assert not provider_holds()  # still parked: the VM does not exist
     result = run_golem(golem_env, "vm", "list", "--refresh", "--json", extra_env=env)
     assert_ok(result)
     resolved = db_rows(golem_env.db_path)["crashy"]
@@ -294,6 +287,8 @@ def test_crash_during_create_is_resolved_by_refresh(
     else:
         assert not provider_holds()
         assert resolved["status"] == "gone"
+    # The create was sent once: golem died, nothing sent it again.
+    assert len(devnet.requests(provider.provider_id, route="create")) == 1
 
 
 def test_a_hanging_provider_does_not_block_the_provider_list(

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import asyncssh
 
-from requestor.devnet.threaded import ProviderHandle
+from tests.support.threaded import ProviderHandle
 
 FAST = aiohttp.ClientTimeout(total=10)
 

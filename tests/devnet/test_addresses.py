@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from requestor.devnet.network import Devnet, discovery_address_for, provider_addresses
-from requestor.devnet.provider import ProviderSpec
+from golem_devnet.network import Devnet, discovery_address_for, provider_addresses
+from golem_devnet.provider import ProviderSpec
 
 
 def test_providers_count_up_and_continue_in_the_next_slash_24() -> None:

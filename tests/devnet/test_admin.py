@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from requestor.devnet.admin import add_admin_routes, is_loopback_host_header, is_loopback_peer
-from requestor.devnet.faults import Faults
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.admin import add_admin_routes, is_loopback_host_header, is_loopback_peer
+from golem_devnet.faults import Faults
 from tests.devnet.helpers import FAST
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(30)
 

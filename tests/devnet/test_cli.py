@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.cli import devnet as devnet_cli
-from requestor.devnet.faults import ROUTE_NAMES
-from requestor.devnet.threaded import DevnetThread, random_base_address
+from golem_devnet import cli as devnet_cli
+from golem_devnet.faults import ROUTE_NAMES
 from tests.conftest import GOLEM, GolemEnv
 from tests.devnet.helpers import FAST, create_vm, new_key, port_is_free, refuses, ssh
+from tests.support.threaded import DevnetThread, random_base_address
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -354,8 +354,74 @@ def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 def test_cli_module_imports_nothing_heavy(golem_env: GolemEnv) -> None:
     code = (
-        "import sys, requestor.cli.devnet; "
+        "import sys, golem_devnet.cli; "
         "heavy = {'aiohttp', 'asyncssh', 'rich', 'pydantic'} & set(sys.modules); "
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30, env=golem_env.env)
+
+
+def test_fault_flags_are_declared_once_for_up_and_fault() -> None:
+    """One table (FAULT_FLAGS) makes the fault options of both commands, and it
+    names every field of the Faults model."""
+    from golem_devnet.faults import Faults
+
+    assert {flag.field for flag in devnet_cli.FAULT_FLAGS} == set(Faults.model_fields)
+    for command in (devnet_cli.up, devnet_cli.fault):
+        names = {param.name for param in command.params}
+        assert {flag.field for flag in devnet_cli.FAULT_FLAGS} <= names
+    up_offline = next(p for p in devnet_cli.up.params if p.name == "offline")
+    fault_offline = next(p for p in devnet_cli.fault.params if p.name == "offline")
+    assert up_offline.multiple and not fault_offline.multiple  # PROVIDER_ID... vs a switch
+
+
+def test_hold_from_the_fault_command_parks_and_releases(
+    golem: Any, golem_env: GolemEnv, devnet: DevnetThread
+) -> None:
+    env = {"GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url}
+    target = devnet.providers[0]
+    result = golem(
+        "devnet", "fault", target.provider_id, "--hold", "POST /vms", "--hold", "stop", env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{target.provider_id}: hold=create,stop" in result.output
+    assert devnet.faults(0).hold == frozenset({"create", "stop"})
+
+    key, _ = new_key()
+
+    async def create() -> dict[str, Any]:
+        async with aiohttp.ClientSession(timeout=FAST) as session:
+            return await create_vm(session, target, "held-by-cli", key)
+
+    async def scenario() -> dict[str, Any]:
+        creating = asyncio.ensure_future(create())
+        await asyncio.to_thread(devnet.wait_for_request, 0, route="create", vm="held-by-cli")
+        assert not creating.done()
+        released = await asyncio.to_thread(golem, "devnet", "fault", target.provider_id, env=env)
+        assert f"{target.provider_id}: healthy" in released.output
+        return await creating
+
+    assert asyncio.run(scenario())["name"] == "held-by-cli"
+
+    result = golem("devnet", "fault", target.provider_id, "--hold", "PATCH /vms", env=env)
+    assert result.exit_code == 2 and "unknown route 'PATCH /vms'" in result.output
+
+
+def test_hold_from_up_flags(
+    golem_env: GolemEnv, tmp_path: Path, up_processes: list[UpProcess]
+) -> None:
+    up = UpProcess(
+        golem_env,
+        tmp_path / "state",
+        "--hold",
+        "DELETE /vms/{name}",
+        "--fault",
+        "devnet-provider-02:hold=create,stop",
+    )
+    up_processes.append(up)
+    url = up.exports()["GOLEM_REQUESTOR_DISCOVERY_URL"]
+    providers = {p["provider_id"]: p for p in asyncio.run(_json(f"{url}/devnet/providers"))}
+    assert providers["devnet-provider-01"]["faults"]["hold"] == ["delete"]
+    assert providers["devnet-provider-02"]["faults"]["hold"] == ["create", "stop"]
+    code, stderr = up.signal(signal.SIGINT)
+    assert code == 0, stderr

@@ -8,8 +8,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.devnet.discovery import AdvertisementIn, AdvertisementStore
+from golem_devnet.discovery import AdvertisementIn, AdvertisementStore
 from tests.devnet.helpers import FAST
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -101,14 +102,16 @@ async def test_health_and_unknown_route(devnet: Any) -> None:
     assert await _get(f"{devnet.discovery_url}/nothing") == (404, {"detail": "Not Found"})
 
 
-async def test_post_replaces_and_delete_checks_the_owner(devnet: Any) -> None:
+async def test_post_replaces_and_delete_checks_the_owner(devnet_factory: Any) -> None:
+    clock = ManualClock()
+    devnet = devnet_factory(providers=3, clock=clock)
     url = f"{devnet.discovery_url}/api/v1/advertisements"
     async with aiohttp.ClientSession(timeout=FAST) as session:
         async with session.post(url, json=AD, headers=HEADERS) as response:
             assert response.status == 200
             first = await response.json()
         assert first["provider_id"] == "tester" and first["resources"] == AD["resources"]
-        await asyncio.sleep(0.01)
+        clock.advance(0.01)  # so the refresh's updated_at is later
         changed = {**AD, "resources": {"cpu": 1, "memory": 1, "storage": 10}}
         async with session.post(url, json=changed, headers=HEADERS) as response:
             second = await response.json()
@@ -171,12 +174,12 @@ async def test_invalid_json_body_is_422(devnet: Any) -> None:
 
 
 def test_store_expires_stale_advertisements() -> None:
-    now = [1000.0]
-    store = AdvertisementStore(ttl_s=300, clock=lambda: now[0])
+    clock = ManualClock()
+    store = AdvertisementStore(ttl_s=300, clock=clock)
     store.put("a", AdvertisementIn.model_validate(AD))
-    now[0] += 200
+    clock.advance(200)
     store.put("b", AdvertisementIn.model_validate(AD))
-    now[0] += 150  # a: 350 s old, b: 150 s old
+    clock.advance(150)  # a: 350 s old, b: 150 s old
     assert [ad["provider_id"] for ad in store.active()] == ["b"]
     assert store.get("a") is None
     # A provider that comes back gets a fresh record.
@@ -186,21 +189,29 @@ def test_store_expires_stale_advertisements() -> None:
 
 
 async def test_stale_advertisements_disappear_over_http(devnet_factory: Any) -> None:
-    # About a second of margin on each side, so a loaded machine cannot flake:
-    # listed right after start (TTL 1.2 s), gone 1 s after the TTL has passed.
-    net = devnet_factory(providers=2, ad_ttl_s=1.2, readvertise_s=3600)
+    # Discovery's clock moves only when the test says: expiry is a step, not a wait.
+    clock = ManualClock()
+    net = devnet_factory(providers=2, ad_ttl_s=300, readvertise_s=3600, clock=clock)
     status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
     assert len(ads) == 2
-    await asyncio.sleep(2.2)
+    clock.advance(300)  # exactly the TTL: still listed
+    status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
+    assert len(ads) == 2
+    clock.advance(1)
     status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
     assert (status, ads) == (200, [])
 
 
 async def test_providers_readvertise_periodically(devnet_factory: Any) -> None:
-    # Refreshed every 0.2 s, a TTL of 1.2 s leaves 1 s for a late refresh; after
-    # 2.5 s (more than twice the TTL) the ad is still there only thanks to refreshes.
-    net = devnet_factory(providers=1, ad_ttl_s=1.2, readvertise_s=0.2)
-    await asyncio.sleep(2.5)
+    # Re-advertising runs on real time (every 0.05 s) and discovery's TTL on the
+    # test's clock: after 400 clock seconds (more than the 300 s TTL) the ad is
+    # listed only thanks to a refresh sent after the clock had moved.
+    clock = ManualClock()
+    net = devnet_factory(providers=1, ad_ttl_s=300, readvertise_s=0.05, clock=clock)
+    clock.advance(200)
+    # Two rounds: the first may have been under way before the clock moved.
+    await asyncio.to_thread(net.wait_for_readvertise, 2)
+    clock.advance(200)
     status, ads = await _get(f"{net.discovery_url}/api/v1/advertisements")
     assert (status, len(ads)) == (200, 1)
     assert ads[0]["updated_at"] > ads[0]["created_at"]  # the same record, refreshed

@@ -11,9 +11,10 @@ import aiohttp
 import asyncssh
 import pytest
 
-from requestor.devnet.faults import OVERSIZED_BODY_BYTES, Faults
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.faults import OVERSIZED_BODY_BYTES, Faults
+from golem_devnet.network import Devnet
 from tests.devnet.helpers import FAST, create_vm, new_key, refuses, ssh, vm_body
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,8 +88,14 @@ async def test_boot_delay(devnet: DevnetThread) -> None:
         # The provider's proxy port is there, but nothing answers behind it yet.
         with pytest.raises((asyncssh.Error, OSError)):
             await ssh(target.ip_address, info["ssh_port"], KEY)
-        while (await _get(f"{target.api_url}/vms/slow"))[1]["status"] == "creating":
-            await asyncio.sleep(0.05)
+
+    async def booted(net: Devnet) -> None:
+        boot = net.node(target.provider_id).vms["slow"].boot
+        if boot is not None:
+            await asyncio.shield(boot)  # the delayed boot itself, not a poll
+
+    await asyncio.to_thread(devnet.run, booted)
+    assert (await _get(f"{target.api_url}/vms/slow"))[1]["status"] == "running"
     assert time.monotonic() - started >= 1.0
     async with await ssh(target.ip_address, info["ssh_port"], KEY) as conn:
         assert (await conn.run("echo up")).stdout == "up\n"

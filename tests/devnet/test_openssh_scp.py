@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
 from tests.devnet.helpers import FAST, create_vm, new_key
+from tests.support.threaded import DevnetThread
 
 # The OpenSSH client is installed by `make test` (the Makefile's system-deps).
 pytestmark = pytest.mark.timeout(60)

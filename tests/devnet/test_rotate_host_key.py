@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
 from tests.devnet.helpers import FAST, create_vm, new_key, ssh
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
 

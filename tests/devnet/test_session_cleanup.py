@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, GolemEnv
+from tests.support.fleet import create_fleet
+from tests.support.threaded import DevnetThread
 
 
 def test_no_transport_outlives_the_devnet_loop(

@@ -9,8 +9,8 @@ import aiohttp
 import asyncssh
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
 from tests.devnet.helpers import FAST, create_vm, new_key, ssh
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
 

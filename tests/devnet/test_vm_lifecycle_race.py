@@ -8,10 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from requestor.devnet.network import Devnet
-from requestor.devnet.provider import DevnetVM, ProviderNode
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.network import Devnet
+from golem_devnet.provider import DevnetVM, ProviderNode
 from tests.devnet.helpers import FAST, create_vm, new_key, port_is_free, refuses
+from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -27,15 +27,22 @@ async def _stopped_vm(net: DevnetThread, name: str) -> int:
     return port
 
 
-def _slow_bind(vm: DevnetVM, delay: float) -> None:
-    """Make the VM's next port bind take ``delay`` seconds, so a delete runs during it."""
-    listen = vm.proxy.listen
+def _gated_bind(vm: DevnetVM) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the VM's next port bind wait for a gate, so a delete can run during it.
 
-    async def slow_listen() -> None:
-        await asyncio.sleep(delay)
+    Answers (entered, gate): ``entered`` is set once the bind has begun (the start
+    holds the VM's lock by then); the bind goes on when ``gate`` is set.
+    """
+    listen = vm.proxy.listen
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    async def gated_listen() -> None:
+        entered.set()
+        await gate.wait()
         await listen()
 
-    vm.proxy.listen = slow_listen  # type: ignore[method-assign]
+    vm.proxy.listen = gated_listen  # type: ignore[method-assign]
+    return entered, gate
 
 
 def _left_over(node: ProviderNode, vm: DevnetVM) -> dict[str, Any]:
@@ -73,11 +80,16 @@ async def test_delete_while_start_binds_leaves_the_port_closed(devnet: DevnetThr
     async def race(net: Devnet) -> dict[str, Any]:
         node = net.node(provider_id)
         vm = node.vms["racer"]
-        _slow_bind(vm, 0.3)
+        entered, gate = _gated_bind(vm)
         start = asyncio.ensure_future(node.start_vm(vm))
-        await asyncio.sleep(0.05)  # start is now inside its (slow) bind
-        await node.delete_vm(vm)
-        await start
+        await entered.wait()  # start is now inside its bind, holding the VM's lock
+        delete = asyncio.ensure_future(node.delete_vm(vm))
+        # One turn of the loop (a yield, not a wait for time): the delete runs up
+        # to the lock the start holds, and queues there.
+        await asyncio.sleep(0)
+        assert vm.lock.locked() and not delete.done()
+        gate.set()
+        await asyncio.gather(start, delete)
         return _left_over(node, vm)
 
     assert await asyncio.to_thread(devnet.run, race) == GONE
@@ -123,18 +135,32 @@ async def test_concurrent_start_and_delete_over_http(devnet: DevnetThread) -> No
 
 async def test_stop_during_a_delayed_boot_cancels_it(devnet: DevnetThread) -> None:
     provider = devnet.providers[0]
-    devnet.set_faults(provider.provider_id, boot_delay_s=0.3)
+    # Long enough that the boot can only ever happen if stop fails to cancel it.
+    devnet.set_faults(provider.provider_id, boot_delay_s=3600)
     key, _ = new_key()
     async with aiohttp.ClientSession(timeout=FAST) as session:
         info = await create_vm(session, provider, "slowboot", key)
         assert info["status"] == "creating"
+
+        async def boot_task(net: Devnet) -> asyncio.Task[None] | None:
+            return net.node(provider.provider_id).vms["slowboot"].boot
+
+        boot = await asyncio.to_thread(devnet.run, boot_task)
+        assert boot is not None
         async with session.post(f"{provider.api_url}/vms/slowboot/stop") as response:
             assert (await response.json())["status"] == "stopped"
-    await asyncio.sleep(0.6)  # well past when the boot would have happened
 
-    async def look(net: Devnet) -> tuple[str, bool, bool]:
+    async def look(net: Devnet) -> tuple[str, bool, bool, bool, bool]:
         vm = net.node(provider.provider_id).vms["slowboot"]
-        return vm.status, vm.proxy.listening, vm.server.listening
+        # Stop has cancelled the boot and waited for it: no boot can come later.
+        assert boot is not None
+        return (
+            vm.status,
+            vm.boot is None,
+            boot.cancelled(),
+            vm.proxy.listening,
+            vm.server.listening,
+        )
 
-    assert await asyncio.to_thread(devnet.run, look) == ("stopped", False, False)
+    assert await asyncio.to_thread(devnet.run, look) == ("stopped", True, True, False, False)
     assert refuses(provider.ip_address, info["ssh_port"])

@@ -1,4 +1,4 @@
-"""pytest fixtures that run a devnet in a background thread (see requestor.devnet.threaded).
+"""pytest fixtures that run a devnet in a background thread (see tests.support.threaded).
 
 ``devnet``: 3 providers on a random loopback block, a free discovery port and a
 state dir under ``tmp_path``; torn down after the test.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
+from tests.support.threaded import DevnetThread
 
 DevnetFactory = Callable[..., DevnetThread]
 

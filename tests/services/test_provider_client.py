@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from requestor.devnet.threaded import DevnetThread
 from requestor.errors import (
     InsufficientResourcesError,
     ProviderProtocolError,
@@ -14,6 +13,7 @@ from requestor.errors import (
 from requestor.services.http import HttpClient
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.wire.models import CreateVMRequest
+from tests.support.threaded import DevnetThread
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC5X5vqz5Y2tVx2S4m3pPZy0d9u4JdC2s9l7h0yJ1d7B test"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from requestor.devnet.network import Devnet
-from requestor.devnet.provider import DevnetVM
-from requestor.devnet.threaded import DevnetThread
+from golem_devnet.network import Devnet
+from golem_devnet.provider import DevnetVM
 from tests.conftest import GOLEM, NETGUARD_DIR, REPO
 from tests.helpers import SMALL_VM
+from tests.support.threaded import DevnetThread
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Run a ``Devnet`` in a background thread with its own event loop.
 
 For synchronous callers: tests that drive the CLI (which calls ``asyncio.run``
-itself) or spawn subprocesses, and bench scripts. Every method is thread-safe::
+itself) or spawn subprocesses, and bench scripts (run from the repository root,
+``python -m bench.run``). Every method is thread-safe::
 
     with DevnetThread(tmp_path / "devnet", providers=3) as net:
         run_cli(env=net.env)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,11 +23,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from requestor.devnet.faults import Faults
-from requestor.devnet.network import AddressInUseError, Devnet
+from golem_devnet.discovery import Clock
+from golem_devnet.faults import Faults, RouteName, route_name
+from golem_devnet.network import AddressInUseError, Devnet
+from golem_devnet.provider import RequestRecord
 
 T = TypeVar("T")
 _START_ATTEMPTS = 8
+# A provider by its index in ``providers`` or by its id.
+ProviderRef = int | str
 
 
 def random_base_address() -> str:
@@ -63,6 +69,7 @@ class DevnetThread:
         ad_ttl_s: float | None = None,
         readvertise_s: float | None = None,
         capacity_scale: int = 1,
+        clock: Clock | None = None,
         startup_timeout_s: float = 60.0,
     ) -> None:
         self.state_dir = Path(state_dir)
@@ -74,6 +81,7 @@ class DevnetThread:
             "faults": faults,
             "provider_faults": provider_faults,
             "capacity_scale": capacity_scale,
+            "clock": clock,
         }
         if ad_ttl_s is not None:
             self._options["ad_ttl_s"] = ad_ttl_s
@@ -204,8 +212,10 @@ class DevnetThread:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(timeout)
 
-    def set_faults(self, provider_id: str, **faults: Any) -> Faults:
-        """Replace one provider's faults, e.g. ``set_faults(pid, offline=True)``."""
+    def set_faults(self, provider: ProviderRef, **faults: Any) -> Faults:
+        """Replace one provider's faults, e.g. ``set_faults(pid, offline=True)`` or
+        ``set_faults(0, hold=["POST /vms"])``."""
+        provider_id = self._provider_id(provider)
         value = Faults(**faults)
 
         async def apply(devnet: Devnet) -> None:
@@ -222,6 +232,104 @@ class DevnetThread:
 
         self.run(apply)
         return value
+
+    def faults(self, provider: ProviderRef) -> Faults:
+        """A provider's current faults."""
+        provider_id = self._provider_id(provider)
+
+        async def read(devnet: Devnet) -> Faults:
+            return devnet.node(provider_id).faults
+
+        return self.run(read)
+
+    def hold(self, provider: ProviderRef, *routes: str) -> Faults:
+        """Park requests on ``routes`` (``"POST /vms"`` or ``"create"``) at one provider,
+        keeping its other faults; ``release`` lets them go."""
+        provider_id = self._provider_id(provider)
+        current = self.faults(provider_id)
+        held = current.hold | {route_name(route) for route in routes}
+        return self.set_faults(provider_id, **{**current.model_dump(), "hold": held})
+
+    def release(self, provider: ProviderRef, *routes: str) -> Faults:
+        """Stop holding ``routes`` (none named: every route); parked requests go on."""
+        provider_id = self._provider_id(provider)
+        current = self.faults(provider_id)
+        names = {route_name(route) for route in routes}
+        held = current.hold - names if names else frozenset()
+        return self.set_faults(provider_id, **{**current.model_dump(), "hold": held})
+
+    def requests(
+        self,
+        provider: ProviderRef,
+        *,
+        route: str | None = None,
+        vm: str | None = None,
+        after: int = 0,
+    ) -> list[RequestRecord]:
+        """The requests a provider (index or id) has received, oldest first (copies:
+        a record's ``status`` is filled in on the devnet's thread when answered)."""
+        provider_id = self._provider_id(provider)
+        name = route_name(route) if route is not None else None
+
+        async def read(devnet: Devnet) -> list[RequestRecord]:
+            return [
+                dataclasses.replace(r)
+                for r in devnet.requests(provider_id, after)
+                if r.matches(name, vm, after)
+            ]
+
+        return self.run(read)
+
+    def wait_for_request(
+        self,
+        provider: ProviderRef = 0,
+        *,
+        route: str | None = None,
+        vm: str | None = None,
+        after: int = 0,
+        answered: bool = False,
+        timeout: float = 30.0,
+    ) -> RequestRecord:
+        """Block until the provider has received a request on ``route`` for ``vm``
+        (already logged ones count; ``after`` a ``seq`` skips older ones), and with
+        ``answered`` until it has handled it too (a create: the VM is registered).
+
+        Waits on the devnet's condition, not by polling; ``TimeoutError`` after
+        ``timeout`` seconds.
+        """
+        provider_id = self._provider_id(provider)
+        name: RouteName | None = route_name(route) if route is not None else None
+
+        async def wait(devnet: Devnet) -> RequestRecord:
+            async with asyncio.timeout(timeout):
+                record = await devnet.wait_for_request(provider_id, name, vm, after, answered)
+                return dataclasses.replace(record)
+
+        return self.run(wait, timeout=timeout + 5)
+
+    def wait_until(self, predicate: Callable[[Devnet], bool], timeout: float = 30.0) -> None:
+        """Block until ``predicate(devnet)`` holds; it runs on the devnet's thread, each
+        time any provider logs or answers a request (see ``Devnet.requests``)."""
+
+        async def wait(devnet: Devnet) -> None:
+            async with asyncio.timeout(timeout):
+                await devnet.wait_for_requests(predicate)
+
+        self.run(wait, timeout=timeout + 5)
+
+    def wait_for_readvertise(self, rounds: int = 1, timeout: float = 30.0) -> None:
+        """Block until ``rounds`` more periodic re-advertising rounds have finished."""
+
+        async def wait(devnet: Devnet) -> None:
+            async with asyncio.timeout(timeout):
+                await devnet.wait_for_readvertise(rounds)
+
+        self.run(wait, timeout=timeout + 5)
+
+    def _provider_id(self, provider: ProviderRef) -> str:
+        if isinstance(provider, int):
+            return self.devnet.specs[provider].provider_id
+        return provider
 
     def clear_faults(self, provider_id: str | None = None) -> None:
         """Make one provider (or, without an id, every provider) healthy again."""

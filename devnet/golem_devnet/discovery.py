@@ -5,18 +5,18 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from requestor.devnet.http import (
+from golem_devnet.http import (
     detail,
     fastapi_errors,
+    iso,
     json_response,
-    now_iso,
     parse_body,
     validation_error,
 )
@@ -51,6 +51,26 @@ class AdvertisementIn(BaseModel):
         return value
 
 
+class Clock(Protocol):
+    """Where discovery reads the time: expiry on ``monotonic``, record stamps on ``wall``.
+
+    Tests pass a clock that moves only when told (tests/support/clock.py), so an
+    advertisement's expiry is a step of the test, not a wait.
+    """
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> datetime: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> datetime:
+        return datetime.now(UTC)
+
+
 @dataclass
 class _Stored:
     body: dict[str, Any]
@@ -60,15 +80,16 @@ class _Stored:
 class AdvertisementStore:
     """Advertisements by provider; only those refreshed within ``ttl_s`` are visible."""
 
-    def __init__(
-        self, ttl_s: float = DEFAULT_AD_TTL_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, ttl_s: float = DEFAULT_AD_TTL_S, clock: Clock | None = None) -> None:
         self.ttl_s = ttl_s
-        self._clock = clock
+        self.clock: Clock = clock or SystemClock()
         self._ads: dict[str, _Stored] = {}
 
+    def _clock(self) -> float:
+        return self.clock.monotonic()
+
     def put(self, provider_id: str, ad: AdvertisementIn) -> dict[str, Any]:
-        stamp = now_iso()
+        stamp = iso(self.clock.wall())
         earlier = self._live(provider_id)
         body = {
             "provider_id": provider_id,

@@ -12,6 +12,8 @@ import contextlib
 import json
 import random
 import shutil
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,10 +24,10 @@ import asyncssh
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from requestor.devnet.faults import OVERSIZED_BODY_BYTES, Faults, RouteName
-from requestor.devnet.http import Handler, detail, json_response, now_iso, parse_body
-from requestor.devnet.proxy import TcpProxy
-from requestor.devnet.vm import VMServer, prepare_vm_root
+from golem_devnet.faults import OVERSIZED_BODY_BYTES, ROUTE_NAMES, Faults, RouteName
+from golem_devnet.http import Handler, detail, json_response, now_iso, parse_body
+from golem_devnet.proxy import TcpProxy
+from golem_devnet.vm import VMServer, prepare_vm_root
 
 API_PORT = 7466  # every provider of the network listens here; the requestor assumes it
 FIRST_SSH_PORT = 50800
@@ -42,6 +44,47 @@ VMStatus = Literal["creating", "running", "stopping", "stopped", "error", "delet
 
 # The deployed provider's answer to "not enough resources" (a quirk the requestor must survive).
 UNEXPECTED = "An unexpected error occurred"
+# A provider remembers this many requests (a 200-VM fleet makes a few thousand).
+REQUEST_LOG_SIZE = 20_000
+
+
+@dataclass
+class RequestRecord:
+    """One request a provider received, logged once its whole body has arrived and
+    before any fault acts on it, so a test can wait for "the provider has it"."""
+
+    seq: int  # 1, 2, ... per provider, never reused
+    route: RouteName | None  # None for a path no route serves
+    method: str
+    path: str
+    vm: str | None  # the VM name in the path, or in a create's body
+    monotonic: float  # time.monotonic() of the devnet's process
+    wall: str  # naive-UTC ISO timestamp, as the provider's other timestamps
+    # The answer's status once the provider has handled it (its work done); None
+    # while it is held, hangs or is slow, and for a request cut off (offline).
+    status: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "route": self.route,
+            "method": self.method,
+            "path": self.path,
+            "vm": self.vm,
+            "monotonic": self.monotonic,
+            "wall": self.wall,
+            "status": self.status,
+        }
+
+    def matches(
+        self, route: RouteName | None, vm: str | None, after: int, answered: bool = False
+    ) -> bool:
+        return (
+            self.seq > after
+            and (route is None or self.route == route)
+            and (vm is None or self.vm == vm)
+            and (not answered or self.status is not None)
+        )
 
 
 @dataclass(frozen=True)
@@ -169,9 +212,17 @@ class ProviderNode:
         vms_dir: Path,
         faults: Faults,
         on_change: Callable[[ProviderNode], Awaitable[None]],
+        request_logged: asyncio.Condition | None = None,
     ) -> None:
         self.spec = spec
-        self.faults = faults
+        self._faults = faults
+        # Replaced (after being set) at every fault change: held requests wait on it.
+        self._faults_changed = asyncio.Event()
+        self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._request_seq = 0
+        # Notified at every request logged or answered; a devnet shares one among
+        # its providers, so a wait can look at all of them.
+        self._request_logged = request_logged or asyncio.Condition()
         self.vms: dict[str, DevnetVM] = {}
         # VMs whose name a later create took over (a deployed quirk): still
         # running and still holding resources and their port, but unreachable by name.
@@ -188,6 +239,70 @@ class ProviderNode:
     @property
     def provider_id(self) -> str:
         return self.spec.provider_id
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the faults; requests held by the old ones look again."""
+        self._faults = faults
+        changed, self._faults_changed = self._faults_changed, asyncio.Event()
+        changed.set()
+
+    # --- the request log --------------------------------------------------------
+
+    async def log_request(
+        self, route: RouteName | None, method: str, path: str, vm: str | None
+    ) -> RequestRecord:
+        self._request_seq += 1
+        record = RequestRecord(
+            self._request_seq, route, method, path, vm, time.monotonic(), now_iso()
+        )
+        self.requests.append(record)
+        await self._notify_log()
+        return record
+
+    async def log_answer(self, record: RequestRecord, status: int) -> None:
+        record.status = status
+        await self._notify_log()
+
+    async def _notify_log(self) -> None:
+        async with self._request_logged:
+            self._request_logged.notify_all()
+
+    async def wait_for_request(
+        self,
+        route: RouteName | None = None,
+        vm: str | None = None,
+        after: int = 0,
+        answered: bool = False,
+    ) -> RequestRecord:
+        """The first logged request (``seq`` above ``after``) on ``route`` for ``vm``
+        (None: any), waiting for it to arrive if it has not yet; with ``answered``,
+        for it to have been handled too."""
+
+        def found() -> RequestRecord | None:
+            return next((r for r in self.requests if r.matches(route, vm, after, answered)), None)
+
+        async with self._request_logged:
+            await self._request_logged.wait_for(lambda: found() is not None)
+        record = found()
+        assert record is not None
+        return record
+
+    async def hold(self, route: RouteName | None) -> None:
+        """Park a request while the faults hold its route; give up at shutdown."""
+        while route is not None and route in self._faults.hold:
+            changed = asyncio.ensure_future(self._faults_changed.wait())
+            stopping = asyncio.ensure_future(self._hung.wait())
+            try:
+                await asyncio.wait([changed, stopping], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                stopping.cancel()
+            if self._hung.is_set():
+                raise web.HTTPServiceUnavailable
 
     def free(self) -> dict[str, int]:
         used = {"cpu": 0, "memory": 0, "storage": 0}
@@ -251,6 +366,7 @@ class ProviderNode:
 
     async def hang(self) -> None:
         """Waits until the devnet shuts down, then gives up on the request."""
+        # _hung is set at shutdown only: it also ends held requests (hold()).
         await self._hung.wait()
         raise web.HTTPServiceUnavailable
 
@@ -411,9 +527,24 @@ def _provider(request: web.Request) -> ProviderNode:
     return request[_PROVIDER]
 
 
-def _route_name(request: web.Request) -> str | None:
+def _route_name(request: web.Request) -> RouteName | None:
     route = request.match_info.route
-    return route.name if route is not None else None
+    name = route.name if route is not None else None
+    return next((known for known in ROUTE_NAMES if known == name), None)
+
+
+def _vm_name(request: web.Request, body: bytes) -> str | None:
+    """The VM a request is about: from the path, or the name in a create's body."""
+    name = request.match_info.get("name")
+    if name is not None:
+        return name
+    if request.method != "POST" or not body:
+        return None
+    with contextlib.suppress(ValueError):
+        data = json.loads(body)
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            return str(data["name"])
+    return None
 
 
 def _absent(request: web.Request, missing: frozenset[RouteName]) -> web.Response:
@@ -467,39 +598,52 @@ def _fault_middleware(lookup: ProviderLookup) -> Any:
         if len(node.transports) > 256:
             node.transports = {t for t in node.transports if not t.is_closing()}
         node.transports.add(transport)
-        faults = node.faults
-        if faults.offline:
-            # A connection kept alive from before the provider went down.
-            transport.abort()
-            raise web.HTTPServiceUnavailable
-        if faults.hang:
-            await node.hang()
-        if faults.latency_ms:
-            # Like a deployed (FastAPI) provider, take the whole request first: a
-            # client that dies while waiting for the answer has still asked.
-            await request.read()
-            await asyncio.sleep(faults.latency_ms / 1000)
         name = _route_name(request)
-        if name in faults.missing_routes:
-            response: web.StreamResponse = _absent(request, faults.missing_routes)
-        elif node.should_fail():
-            response = detail("Injected fault", 500)
-        else:
-            try:
-                response = await handler(request)
-            except web.HTTPMethodNotAllowed:
-                response = detail("Method Not Allowed", 405)
-            except web.HTTPNotFound:
-                response = detail("Not Found", 404)
-            except ProviderError as error:
-                response = detail(str(error), 500)
-        if faults.oversized_body:
-            return await _oversized(request, response.status)
-        if faults.malformed_json and isinstance(response, web.Response):
-            return _malformed(response)
+        # Like a deployed (FastAPI) provider, take the whole request first: a client
+        # that dies while waiting for the answer (held, slow) has still asked.
+        body = await request.read()
+        record = await node.log_request(name, request.method, request.path, _vm_name(request, body))
+        response = await _answer(node, request, handler, name)
+        await node.log_answer(record, response.status)
         return response
 
     return middleware
+
+
+async def _answer(
+    node: ProviderNode, request: web.Request, handler: Handler, name: RouteName | None
+) -> web.StreamResponse:
+    """The answer to a logged request, as the provider's faults shape it."""
+    transport = request.transport
+    if node.faults.offline and transport is not None:
+        # A connection kept alive from before the provider went down.
+        transport.abort()
+        raise web.HTTPServiceUnavailable
+    if node.faults.hang:
+        await node.hang()
+    await node.hold(name)
+    # Read after a hold: the faults that released it are the ones that apply.
+    faults = node.faults
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if name in faults.missing_routes:
+        response: web.StreamResponse = _absent(request, faults.missing_routes)
+    elif node.should_fail():
+        response = detail("Injected fault", 500)
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPMethodNotAllowed:
+            response = detail("Method Not Allowed", 405)
+        except web.HTTPNotFound:
+            response = detail("Not Found", 404)
+        except ProviderError as error:
+            response = detail(str(error), 500)
+    if faults.oversized_body:
+        return await _oversized(request, response.status)
+    if faults.malformed_json and isinstance(response, web.Response):
+        return _malformed(response)
+    return response
 
 
 def _vm_or_none(request: web.Request) -> DevnetVM | None:

@@ -11,12 +11,17 @@ page cannot send without a CORS preflight, and that is never answered)::
     GET /devnet/providers/{provider_id}          one provider
     PUT /devnet/providers/{provider_id}/faults   body: Faults (replaces that provider's)
     PUT /devnet/faults                           body: Faults (replaces every provider's)
+    GET /devnet/providers/{provider_id}/requests the requests it received, oldest first;
+                                                 ?route= ?vm= ?after=SEQ ?answered=true
+                                                 filter, ?wait=S waits up to S seconds
+                                                 for a first match
     POST /devnet/providers/{provider_id}/vms/{name}/rotate-host-key
                                                  a new host key for that VM, as if re-created
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -24,8 +29,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from requestor.devnet.faults import Faults
-from requestor.devnet.http import detail, json_response, parse_body
+from golem_devnet.faults import Faults, RouteName, route_name
+from golem_devnet.http import detail, json_response, parse_body
+from golem_devnet.provider import RequestRecord
+
+# A waiting GET .../requests answers (maybe empty) after this long at most.
+MAX_REQUEST_WAIT_S = 60.0
 
 
 class AdminBackend(Protocol):
@@ -38,6 +47,17 @@ class AdminBackend(Protocol):
     async def set_all_faults(self, faults: Faults) -> None: ...
 
     async def rotate_host_key(self, provider_id: str, vm_name: str) -> str: ...
+
+    def requests(self, provider_id: str, after: int = 0) -> list[RequestRecord]: ...
+
+    async def wait_for_request(
+        self,
+        provider_id: str,
+        route: RouteName | None = None,
+        vm: str | None = None,
+        after: int = 0,
+        answered: bool = False,
+    ) -> RequestRecord: ...
 
 
 def is_loopback_peer(remote: str | None) -> bool:
@@ -120,6 +140,33 @@ def add_admin_routes(app: web.Application, backend: AdminBackend) -> None:
             }
         )
 
+    async def list_requests(request: web.Request) -> web.Response:
+        provider_id = request.match_info["provider_id"]
+        if backend.provider_summary(provider_id) is None:
+            return detail("Provider not found", 404)
+        query = request.query
+        try:
+            route = route_name(query["route"]) if "route" in query else None
+            after = int(query.get("after", "0"))
+            wait = min(max(float(query.get("wait", "0")), 0.0), MAX_REQUEST_WAIT_S)
+        except ValueError as error:
+            return detail(str(error), 400)
+        vm = query.get("vm")
+        answered = query.get("answered", "false").lower() in ("1", "true", "yes")
+        if wait > 0:
+            # Long poll: answers as soon as one matching request has arrived.
+            try:
+                async with asyncio.timeout(wait):
+                    await backend.wait_for_request(provider_id, route, vm, after, answered)
+            except TimeoutError:
+                pass
+        records = [
+            record.as_json()
+            for record in backend.requests(provider_id, after)
+            if record.matches(route, vm, after, answered)
+        ]
+        return json_response(records)
+
     async def rotate_host_key(request: web.Request) -> web.Response:
         provider_id = request.match_info["provider_id"]
         name = request.match_info["name"]
@@ -136,6 +183,11 @@ def add_admin_routes(app: web.Application, backend: AdminBackend) -> None:
             web.get("/devnet/providers", _loopback_only(list_providers), allow_head=False),
             web.get(
                 "/devnet/providers/{provider_id}", _loopback_only(get_provider), allow_head=False
+            ),
+            web.get(
+                "/devnet/providers/{provider_id}/requests",
+                _loopback_only(list_requests),
+                allow_head=False,
             ),
             web.put(
                 "/devnet/providers/{provider_id}/faults",

@@ -7,13 +7,20 @@ previous one as a whole (``PUT`` semantics), so a test states the full picture.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-# The provider routes a fault can remove, named after what they do.
-RouteName = Literal["create", "list", "get", "access", "stop", "start", "delete"]
-ROUTE_NAMES: tuple[RouteName, ...] = ("create", "list", "get", "access", "stop", "start", "delete")
+from golem_devnet.routes import ROUTE_NAMES, ROUTE_PATHS, RouteName, route_name
+
+__all__ = [
+    "OVERSIZED_BODY_BYTES",
+    "ROUTE_NAMES",
+    "ROUTE_PATHS",
+    "Faults",
+    "RouteName",
+    "route_name",
+]
 
 # Large enough that reading it whole is a visible mistake, small enough to stream
 # on loopback in a fraction of a second.
@@ -41,8 +48,22 @@ class Faults(BaseModel):
     missing_routes: frozenset[RouteName] = Field(
         default=frozenset(), description="routes answered as absent (404/405, like FastAPI)"
     )
+    hold: frozenset[RouteName] = Field(
+        default=frozenset(),
+        description="requests on these routes are parked (received, not answered) until "
+        "the faults change and no longer hold them",
+    )
 
-    @field_serializer("missing_routes")
+    @field_validator("missing_routes", "hold", mode="before")
+    @classmethod
+    def _route_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return frozenset(route_name(v) if isinstance(v, str) else v for v in value)
+        return value
+
+    @field_serializer("missing_routes", "hold")
     def _sorted(self, routes: frozenset[RouteName]) -> list[str]:
         return sorted(routes)
 

@@ -1,12 +1,16 @@
 """``golem devnet``: a local network (discovery + providers + VMs) on loopback.
 
-``golem --help`` imports this module, so only click and the standard library
-are imported at the top; aiohttp, asyncssh, pydantic and rich load inside the
-commands that use them.
+golem's root group loads this module lazily (``golem_devnet.cli:devnet``), and
+``golem --help`` loads it for the one-line help, so the top imports only click,
+the standard library, the plain route table and golem's light modules (its click
+context and errors); aiohttp, asyncssh, pydantic and rich load inside the commands
+that use them. Errors are raised as golem's errors: golem's root group alone turns
+them into messages and exit codes.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -14,28 +18,134 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from golem_devnet.routes import ROUTE_NAMES, ROUTE_PATHS, route_name
 from requestor.cli.context import AppContext
 from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
-    from requestor.devnet.faults import Faults
-    from requestor.devnet.network import Devnet
+    from golem_devnet.faults import Faults
+    from golem_devnet.network import Devnet
 
 DEFAULT_DISCOVERY_URL = "http://127.0.0.10:9001"
-# Kept in step with requestor.devnet.faults.ROUTE_NAMES (a test checks); spelled
-# out here so that building the CLI does not import pydantic.
-ROUTE_NAMES = ("create", "list", "get", "access", "stop", "start", "delete")
 _SUMMARY_ROWS = 20
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def default_state_dir() -> Path:
     base = os.environ.get("GOLEM_REQUESTOR_BASE_DIR")
     return Path(base).expanduser() / "devnet" if base else Path.home() / ".golem" / "devnet"
+
+
+# --- the fault flags, declared once for `up` and `fault` -------------------------------
+
+
+class RouteType(click.ParamType[str]):
+    """A provider route by name (``create``) or as the wire contract writes it
+    (``'POST /vms'``); the value is the name."""
+
+    name = "route"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "ROUTE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return route_name(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+@dataclass(frozen=True)
+class FaultFlag:
+    """One fault option; ``field`` is the ``Faults`` field it sets (a test checks)."""
+
+    field: str
+    flag: str
+    what: str  # what it does to a provider's API, as a predicate
+    type: click.ParamType[Any] | None = None  # None: an on/off fault
+    default: Any = None
+    repeatable: bool = False
+
+    @property
+    def switch(self) -> bool:
+        return self.type is None
+
+
+FAULT_FLAGS: tuple[FaultFlag, ...] = (
+    FaultFlag("latency_ms", "--latency-ms", "delays every answer by this much",
+              click.IntRange(0, 600_000), 0),
+    FaultFlag("error_rate", "--error-rate", 'answers this share of requests with 500 '
+              '"Injected fault"', click.FloatRange(0.0, 1.0), 0.0),
+    FaultFlag("boot_delay_s", "--boot-delay", "brings a new VM's SSH up this many seconds "
+              "late", click.FloatRange(0.0, 3600.0), 0.0),
+    FaultFlag("missing_routes", "--missing-route", "answers ROUTE 404/405 as if absent",
+              RouteType(), (), repeatable=True),
+    FaultFlag("hold", "--hold", "parks requests on ROUTE, unanswered, until its faults "
+              "change", RouteType(), (), repeatable=True),
+    FaultFlag("offline", "--offline", "refuses API connections"),
+    FaultFlag("hang", "--hang", "accepts API requests and never answers"),
+    FaultFlag("malformed_json", "--malformed-json", "answers truncated JSON"),
+    FaultFlag("oversized_body", "--oversized-body", "answers 64 MiB bodies"),
+)  # fmt: skip
+ROUTES_HELP = (
+    "ROUTE: a route's name or path, "
+    + ", ".join(f"{name} ('{ROUTE_PATHS[name]}')" for name in ROUTE_NAMES)
+    + "."
+)
+
+
+def fault_options(*, switches_name_providers: bool) -> Callable[[F], F]:
+    """Add every fault flag to a command, which gets them as one ``faults`` dict
+    (field name -> value).
+
+    For ``fault`` they describe the chosen providers. For ``up`` a valued flag
+    applies to every provider, and an on/off one instead names the providers it
+    applies to (``--offline devnet-provider-02``, repeatable).
+    """
+
+    def option(flag: FaultFlag) -> Callable[[F], F]:
+        if flag.switch and switches_name_providers:
+            return click.option(
+                flag.flag,
+                flag.field,
+                metavar="PROVIDER_ID",
+                multiple=True,
+                help=f"A provider that {flag.what} (repeatable).",
+            )
+        if flag.switch:
+            return click.option(
+                flag.flag, flag.field, is_flag=True, help=f"The provider {flag.what}."
+            )
+        repeat = " (repeatable)" if flag.repeatable else ""
+        where = "Every provider" if switches_name_providers else "The provider"
+        return click.option(
+            flag.flag,
+            flag.field,
+            type=flag.type,
+            default=flag.default,
+            multiple=flag.repeatable,
+            help=f"{where} {flag.what}{repeat}.",
+        )
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def with_faults(*args: Any, **kwargs: Any) -> Any:
+            faults = {flag.field: kwargs.pop(flag.field) for flag in FAULT_FLAGS}
+            return command(*args, faults=faults, **kwargs)
+
+        decorated: Any = with_faults
+        for flag in reversed(FAULT_FLAGS):
+            decorated = option(flag)(decorated)
+        return decorated  # type: ignore[no-any-return]
+
+    return decorate
 
 
 @click.group()
@@ -49,7 +159,7 @@ def devnet() -> None:
 # --- up ----------------------------------------------------------------------------------
 
 
-@devnet.command()
+@devnet.command(epilog=ROUTES_HELP)
 @click.option(
     "--providers",
     type=click.IntRange(1, 1000),
@@ -96,54 +206,7 @@ def devnet() -> None:
     show_default=True,
     help="Multiply every provider's CPU, memory and storage (room for many VMs).",
 )
-@click.option(
-    "--latency-ms",
-    type=click.IntRange(0, 600_000),
-    default=0,
-    help="Delay every provider answer by this much.",
-)
-@click.option(
-    "--error-rate",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    help='Share of provider answers that are 500 "Injected fault".',
-)
-@click.option(
-    "--boot-delay",
-    type=click.FloatRange(0.0, 3600.0),
-    default=0.0,
-    help="Seconds before a new VM's SSH comes up.",
-)
-@click.option(
-    "--missing-route",
-    type=click.Choice(ROUTE_NAMES),
-    multiple=True,
-    help="A provider route that answers 404/405 as if absent (repeatable).",
-)
-@click.option(
-    "--offline",
-    metavar="PROVIDER_ID",
-    multiple=True,
-    help="Provider whose API refuses connections (repeatable).",
-)
-@click.option(
-    "--hang",
-    metavar="PROVIDER_ID",
-    multiple=True,
-    help="Provider whose API accepts requests and never answers (repeatable).",
-)
-@click.option(
-    "--malformed-json",
-    metavar="PROVIDER_ID",
-    multiple=True,
-    help="Provider whose answers are truncated JSON (repeatable).",
-)
-@click.option(
-    "--oversized-body",
-    metavar="PROVIDER_ID",
-    multiple=True,
-    help="Provider whose answers are 64 MiB bodies (repeatable).",
-)
+@fault_options(switches_name_providers=True)
 @click.option(
     "--fault",
     "fault_specs",
@@ -161,15 +224,8 @@ def up(
     base_address: str,
     ad_ttl: float,
     capacity_scale: int,
-    latency_ms: int,
-    error_rate: float,
-    boot_delay: float,
-    missing_route: tuple[str, ...],
-    offline: tuple[str, ...],
-    hang: tuple[str, ...],
-    malformed_json: tuple[str, ...],
-    oversized_body: tuple[str, ...],
     fault_specs: tuple[str, ...],
+    faults: dict[str, Any],
 ) -> None:
     """Start a devnet in the foreground; Ctrl-C stops it.
 
@@ -181,8 +237,8 @@ def up(
     from click.core import ParameterSource
     from pydantic import ValidationError
 
-    from requestor.devnet.faults import Faults
-    from requestor.devnet.network import (
+    from golem_devnet.faults import Faults
+    from golem_devnet.network import (
         DEFAULT_DISCOVERY_HOST,
         LOCALHOST_ADDRESS,
         Devnet,
@@ -205,22 +261,13 @@ def up(
         providers, base_address = 1, LOCALHOST_ADDRESS
         discovery_host = DEFAULT_DISCOVERY_HOST
 
+    switches = {flag.field for flag in FAULT_FLAGS if flag.switch}
     try:
-        base = Faults(
-            latency_ms=latency_ms,
-            error_rate=error_rate,
-            boot_delay_s=boot_delay,
-            missing_routes=frozenset(missing_route),
+        base = Faults.model_validate(
+            {field: value for field, value in faults.items() if field not in switches}
         )
         per_provider = _provider_faults(
-            base,
-            {
-                "offline": offline,
-                "hang": hang,
-                "malformed_json": malformed_json,
-                "oversized_body": oversized_body,
-            },
-            fault_specs,
+            base, {field: faults[field] for field in switches}, fault_specs
         )
     except ValidationError as error:
         raise InputError(f"Invalid fault: {_first_error(error)}") from None
@@ -261,7 +308,8 @@ def _provider_faults(
                 "Write it as PROVIDER_ID:KEY=VALUE, e.g. devnet-provider-02:latency_ms=500.",
             )
         key = key.strip().replace("-", "_")
-        parsed: Any = [r for r in value.split(",") if r] if key == "missing_routes" else value
+        lists = ("missing_routes", "hold")
+        parsed: Any = [r for r in value.split(",") if r] if key in lists else value
         changes.setdefault(provider_id, {})[key] = parsed
     return {
         provider_id: type(base).model_validate({**base.model_dump(), **values})
@@ -279,7 +327,7 @@ async def _serve(net: Devnet) -> None:
     import asyncio
     import signal
 
-    from requestor.devnet.network import (
+    from golem_devnet.network import (
         AddressInUseError,
         AddressUnavailableError,
         StateDirInUseError,
@@ -329,7 +377,7 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from requestor.devnet.network import LOCALHOST_ADDRESS
+    from golem_devnet.network import LOCALHOST_ADDRESS
 
     console = Console(stderr=True, highlight=False)
     table = Table(title=f"Devnet: {len(net.specs)} providers, discovery at {net.discovery_url}")
@@ -411,72 +459,34 @@ _discovery_url_option = click.option(
 )
 
 
-@devnet.command()
+@devnet.command(epilog=ROUTES_HELP)
 @click.argument("provider_id", required=False)
 @click.option("--all", "all_providers", is_flag=True, help="Every provider.")
-@click.option(
-    "--latency-ms",
-    type=click.IntRange(0, 600_000),
-    default=0,
-    help="Delay every answer by this much.",
-)
-@click.option(
-    "--error-rate",
-    type=click.FloatRange(0.0, 1.0),
-    default=0.0,
-    help='Share of answers that are 500 "Injected fault".',
-)
-@click.option("--offline", is_flag=True, help="API refuses connections.")
-@click.option("--hang", is_flag=True, help="API accepts requests and never answers.")
-@click.option(
-    "--boot-delay",
-    type=click.FloatRange(0.0, 3600.0),
-    default=0.0,
-    help="Seconds before a new VM's SSH comes up.",
-)
-@click.option("--malformed-json", is_flag=True, help="Answers are truncated JSON.")
-@click.option("--oversized-body", is_flag=True, help="Answers are 64 MiB bodies.")
-@click.option(
-    "--missing-route",
-    type=click.Choice(ROUTE_NAMES),
-    multiple=True,
-    help="A route that answers 404/405 as if absent (repeatable).",
-)
+@fault_options(switches_name_providers=False)
 @_discovery_url_option
 def fault(
     provider_id: str | None,
     all_providers: bool,
-    latency_ms: int,
-    error_rate: float,
-    offline: bool,
-    hang: bool,
-    boot_delay: float,
-    malformed_json: bool,
-    oversized_body: bool,
-    missing_route: tuple[str, ...],
     discovery_url: str | None,
+    faults: dict[str, Any],
 ) -> None:
     """Set a running devnet provider's faults (replacing its earlier ones).
 
     With no fault option the provider is healthy again.
 
     \b
-    Example:
+    Examples:
       golem devnet fault devnet-provider-02 --offline
+      golem devnet fault devnet-provider-01 --hold 'POST /vms'   # park creates
+      golem devnet fault devnet-provider-01                      # release them
     """
-    from requestor.devnet.faults import Faults
+    from golem_devnet.faults import Faults
 
     if bool(provider_id) == all_providers:
         raise InputError("Give one PROVIDER_ID or --all")
     body = {
-        "latency_ms": latency_ms,
-        "error_rate": error_rate,
-        "offline": offline,
-        "hang": hang,
-        "boot_delay_s": boot_delay,
-        "malformed_json": malformed_json,
-        "oversized_body": oversized_body,
-        "missing_routes": sorted(set(missing_route)),
+        field: sorted(set(value)) if isinstance(value, tuple) else value
+        for field, value in faults.items()
     }
     base = _discovery_url(discovery_url)
     path = (
@@ -499,7 +509,7 @@ def status(discovery_url: str | None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from requestor.devnet.faults import Faults
+    from golem_devnet.faults import Faults
     from requestor.text import clean
 
     base = _discovery_url(discovery_url)

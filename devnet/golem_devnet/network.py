@@ -9,7 +9,7 @@ import fcntl
 import ipaddress
 import shlex
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -17,10 +17,21 @@ from typing import IO, Any
 import aiohttp
 from aiohttp import web
 
-from requestor.devnet.admin import add_admin_routes
-from requestor.devnet.discovery import DEFAULT_AD_TTL_S, AdvertisementStore, DiscoveryService
-from requestor.devnet.faults import Faults
-from requestor.devnet.provider import API_PORT, ProviderNode, ProviderSpec, make_provider_app
+from golem_devnet.admin import add_admin_routes
+from golem_devnet.discovery import (
+    DEFAULT_AD_TTL_S,
+    AdvertisementStore,
+    Clock,
+    DiscoveryService,
+)
+from golem_devnet.faults import Faults, RouteName
+from golem_devnet.provider import (
+    API_PORT,
+    ProviderNode,
+    ProviderSpec,
+    RequestRecord,
+    make_provider_app,
+)
 
 DEFAULT_BASE_ADDRESS = "127.0.0.11"
 DEFAULT_DISCOVERY_HOST = "127.0.0.10"  # discovery_address_for(DEFAULT_BASE_ADDRESS)
@@ -127,6 +138,7 @@ class Devnet:
         faults: Faults | None = None,
         provider_faults: Mapping[str, Faults] | None = None,
         capacity_scale: int = 1,
+        clock: Clock | None = None,
     ) -> None:
         if not 1 <= providers <= MAX_PROVIDERS:
             raise ValueError(f"providers must be between 1 and {MAX_PROVIDERS}")
@@ -150,7 +162,11 @@ class Devnet:
             spec.provider_id: (provider_faults or {}).get(spec.provider_id, default)
             for spec in self.specs
         }
-        self.store = AdvertisementStore(ttl_s=ad_ttl_s)
+        # clock: discovery's time (advertisement expiry and stamps); tests move it.
+        self.store = AdvertisementStore(ttl_s=ad_ttl_s, clock=clock)
+        self.readvertise_rounds = 0
+        self._readvertised = asyncio.Condition()
+        self._request_logged = asyncio.Condition()
         self.nodes: list[ProviderNode] = []
         self._by_address: dict[str, ProviderNode] = {}
         self._by_id: dict[str, ProviderNode] = {}
@@ -238,6 +254,7 @@ class Devnet:
                 self.state_dir / "vms",
                 self._initial_faults[spec.provider_id],
                 self._advertise,
+                self._request_logged,
             )
             self.nodes.append(node)
             self._by_address[spec.ip_address] = node
@@ -312,6 +329,16 @@ class Devnet:
         while True:
             await asyncio.sleep(self.readvertise_s)
             await asyncio.gather(*(self._advertise(node) for node in self.nodes))
+            self.readvertise_rounds += 1
+            async with self._readvertised:
+                self._readvertised.notify_all()
+
+    async def wait_for_readvertise(self, rounds: int = 1) -> None:
+        """Return once ``rounds`` more periodic re-advertising rounds have finished
+        (every provider has posted), counted from now."""
+        target = self.readvertise_rounds + rounds
+        async with self._readvertised:
+            await self._readvertised.wait_for(lambda: self.readvertise_rounds >= target)
 
     # --- the admin backend ------------------------------------------------------------
 
@@ -324,7 +351,8 @@ class Devnet:
 
     async def set_faults(self, provider_id: str, faults: Faults) -> None:
         node = self._by_id[provider_id]
-        was_offline, node.faults = node.faults.offline, faults
+        was_offline = node.faults.offline
+        node.set_faults(faults)
         if faults.offline and not was_offline:
             await node.go_offline()
         elif was_offline and not faults.offline:
@@ -333,6 +361,30 @@ class Devnet:
     async def set_all_faults(self, faults: Faults) -> None:
         for node in self.nodes:
             await self.set_faults(node.provider_id, faults)
+
+    def requests(self, provider_id: str, after: int = 0) -> list[RequestRecord]:
+        """What the provider has received, oldest first (``seq`` above ``after``);
+        ``KeyError`` for an unknown provider."""
+        return [record for record in self._by_id[provider_id].requests if record.seq > after]
+
+    async def wait_for_requests(self, predicate: Callable[[Devnet], bool]) -> None:
+        """Return once ``predicate(self)`` holds, looking again whenever any provider
+        logs or answers a request (e.g. "20 stop requests are held")."""
+        async with self._request_logged:
+            await self._request_logged.wait_for(lambda: predicate(self))
+
+    async def wait_for_request(
+        self,
+        provider_id: str,
+        route: RouteName | None = None,
+        vm: str | None = None,
+        after: int = 0,
+        answered: bool = False,
+    ) -> RequestRecord:
+        """The first request on ``route`` for ``vm`` (None: any) that the provider has
+        received (with ``answered``: and handled), or the next one to; put a timeout
+        around it."""
+        return await self._by_id[provider_id].wait_for_request(route, vm, after, answered)
 
     async def rotate_host_key(self, provider_id: str, vm_name: str) -> str:
         """Give a VM a new host key, as a provider that re-created it would.

@@ -15,9 +15,13 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def now_iso() -> str:
+def iso(moment: datetime) -> str:
     """A naive-UTC timestamp with microseconds, as the deployed services write them."""
-    return datetime.now(UTC).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return moment.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def now_iso() -> str:
+    return iso(datetime.now(UTC))
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from requestor.cli.context import AppContext
-from requestor.cli.params import Seconds
+from requestor.cli.params import wait_timeout_option
 from requestor.errors import InputError
 
 if TYPE_CHECKING:
@@ -24,18 +24,11 @@ if TYPE_CHECKING:
     from requestor.ssh.client import Target
 
 T = TypeVar("T")
-DEFAULT_WAIT = 60.0
 
 
 def _wait_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--no-wait and --wait-timeout: how long to wait for a VM whose SSH is not up yet."""
-    command = click.option(
-        "--wait-timeout",
-        type=Seconds(min=0, max=3600),
-        default=DEFAULT_WAIT,
-        show_default=True,
-        help="Seconds to wait for the VM's SSH to answer.",
-    )(command)
+    command = wait_timeout_option(command)
     return click.option("--no-wait", is_flag=True, help="Fail at once if SSH does not answer.")(
         command
     )

@@ -13,7 +13,7 @@ import click
 
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.cli.params import Seconds
+from requestor.cli.params import Seconds, wait_timeout_option
 from requestor.errors import ExitCode, GolemError, InputError
 
 if TYPE_CHECKING:
@@ -145,13 +145,7 @@ def providers(
 @click.option("--cpu", type=int, required=True, help="CPU cores: 1, 2, 4, 8 or 16.")
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
-@click.option(
-    "--wait-timeout",
-    type=Seconds(min=1, max=3600),
-    default=180,
-    show_default=True,
-    help="Seconds to wait for the VM's SSH to answer.",
-)
+@wait_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
 def create(

@@ -282,11 +282,12 @@ async def _refresh_one(
 
 
 async def _record(services: Services, vm_id: int, change: _Change) -> None:
-    values: dict[str, object] = {"last_error": change.error}
+    values: repository.VMChanges = {"last_error": change.error}
     if change.status is not None:
         values["status"] = change.status
     if change.ssh_port is not None:
-        values.update(ssh_host=change.ssh_host, ssh_port=change.ssh_port)
+        values["ssh_host"] = change.ssh_host
+        values["ssh_port"] = change.ssh_port
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
     async with services.db.write() as session:

@@ -31,7 +31,7 @@ from requestor.text import clean
 from requestor.wire import rules
 from requestor.wire.models import Advertisement, CreateVMRequest
 
-DEFAULT_SSH_WAIT = 180.0
+DEFAULT_SSH_WAIT = 180.0  # the CLI passes --wait-timeout (same default)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from requestor.errors import DiscoveryUnavailableError, ProviderNotFoundError
 from requestor.services.http import QUICK, HttpClient, Response, TransportError
 from requestor.text import clean
 from requestor.wire.models import Advertisement
+from requestor.wire.validation import first_error_text
 
 
 @dataclass
@@ -80,7 +81,7 @@ class DiscoveryClient:
             try:
                 advertisement = Advertisement.model_validate(item)
             except ValidationError as error:
-                result.rejected.append((index, _first_error(error)))
+                result.rejected.append((index, first_error_text(error)))
                 continue
             if advertisement.provider_id not in seen:
                 seen.add(advertisement.provider_id)
@@ -103,12 +104,6 @@ class DiscoveryClient:
         except ValidationError as error:
             raise DiscoveryUnavailableError(
                 f"Discovery service sent an advertisement for {clean(provider_id, 80)} that "
-                f"does not fit the contract: {_first_error(error)}",
+                f"does not fit the contract: {first_error_text(error)}",
                 hint="The provider may be misconfigured; choose a different provider.",
             ) from None
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "answer"
-    return clean(f"{location}: {first['msg']}", 160)

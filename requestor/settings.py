@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from requestor.errors import ConfigError
-from requestor.wire.validation import first_error
+from requestor.text import first_error
 
 ENV_PREFIX = "GOLEM_REQUESTOR_"
 DEFAULT_DISCOVERY_URL = "http://discovery.golem.network:9001"

@@ -9,9 +9,8 @@ from pydantic import ValidationError
 
 from requestor.errors import DiscoveryUnavailableError, ProviderNotFoundError
 from requestor.services.http import QUICK, HttpClient, Response, TransportError
-from requestor.text import clean
+from requestor.text import clean, first_error_text
 from requestor.wire.models import Advertisement
-from requestor.wire.validation import first_error_text
 
 
 @dataclass

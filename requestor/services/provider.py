@@ -22,9 +22,8 @@ from requestor.errors import (
     VMGoneError,
 )
 from requestor.services.http import PROBE, QUICK, SLOW, HttpClient, Response, TransportError
-from requestor.text import clean
+from requestor.text import clean, first_error_text
 from requestor.wire.models import CreateVMRequest, VMAccess, VMInfo
-from requestor.wire.validation import first_error_text
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

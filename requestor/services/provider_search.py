@@ -60,12 +60,15 @@ async def list_providers(
     storage: int | None = None,
     country: str | None = None,
     probe: bool = True,
+    reachable_only: bool = False,
 ) -> ProviderListing:
     found = await services.discovery.advertisements(
         cpu=cpu, memory=memory, storage=storage, country=country
     )
     ads = found.advertisements
     views = await probe_providers(services, ads) if probe else [ProviderView(a) for a in ads]
+    if reachable_only:
+        views = [v for v in views if v.reachable]
     return ProviderListing(views, found.rejected)
 
 

@@ -19,7 +19,7 @@ from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
     from requestor.services.actions import BulkReport
-    from requestor.services.runtime import Services
+    from requestor.services.runtime import Network, Services
 
 T = TypeVar("T")
 
@@ -45,6 +45,19 @@ def run_with_services(
     async def main() -> T:
         async with open_services(settings, **options) as services:
             return await work(services)
+
+    return app.run(main())
+
+
+def run_with_network(app: AppContext, work: Callable[[Network], Awaitable[T]], **options: Any) -> T:
+    """``run_with_services`` without local state: no database is opened or loaded."""
+    from requestor.services.runtime import open_network
+
+    settings = app.settings
+
+    async def main() -> T:
+        async with open_network(settings, **options) as network:
+            return await work(network)
 
     return app.run(main())
 
@@ -92,9 +105,9 @@ def providers(
                 "For example --country SE or --country US.",
             )
 
-    async def work(services: Services) -> ProviderListing:
+    async def work(network: Network) -> ProviderListing:
         return await list_providers(
-            services,
+            network,
             cpu=cpu,
             memory=memory,
             storage=storage,
@@ -104,11 +117,11 @@ def providers(
         )
 
     if as_json:
-        listing = run_with_services(app, work, concurrency=PROBE_CONCURRENCY)
+        listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
         click.echo(render.dump_json(render.providers_json(listing)))
         return
     with render.busy(app.err_console, "Asking the discovery service and probing providers…"):
-        listing = run_with_services(app, work, concurrency=PROBE_CONCURRENCY)
+        listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
     render.providers(app.console, listing)
     render.rejected_ads(app.err_console, listing)
 

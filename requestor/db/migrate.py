@@ -18,12 +18,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from requestor.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 from requestor.errors import StateError
 
-# The revisions this package ships, oldest first. A test keeps this equal to the
-# migration scripts, so HEAD_REVISION is always the scripts' head.
-KNOWN_REVISIONS = ("0001", "0002")
-HEAD_REVISION = KNOWN_REVISIONS[-1]
+__all__ = ["HEAD_REVISION", "KNOWN_REVISIONS", "ensure_schema", "migrations_dir"]
 
 
 def migrations_dir() -> Path:

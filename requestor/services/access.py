@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -191,16 +191,27 @@ ConfirmRepin = Callable[[str | None, str], bool]
 
 @dataclass
 class Access:
-    """One VM's access for one command; see ``open_access``."""
+    """One VM's access for one command; see ``open_access``.
+
+    The database (SQLAlchemy, ~200 ms to load) is opened only when something is
+    written: a first-use pin, a re-pin, a status the provider reported.
+    """
 
     settings: Settings
-    db: Database
     target: Target
-    _pinned: bool = field(default=False, repr=False)
+    _stack: AsyncExitStack = field(repr=False)
+    _db: Database | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.target.name
+
+    async def database(self) -> Database:
+        if self._db is None:
+            from requestor.db.engine import Database
+
+            self._db = await self._stack.enter_async_context(Database(self.settings.db_path))
+        return self._db
 
     async def connect(
         self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None
@@ -241,7 +252,8 @@ class Access:
         from requestor.db import repository
         from requestor.ssh.hostkeys import host_key_changed, same_key
 
-        async with self.db.write() as session:
+        db = await self.database()
+        async with db.write() as session:
             stored = await repository.get_vm_by_id(session, self.target.vm_id)
             if stored is None:
                 return
@@ -255,7 +267,7 @@ class Access:
             if not same_key(pinned, line):
                 raise host_key_changed(self.target.name, pinned, line)
             return
-        await sync_ssh_config(self.settings, self.db)
+        await sync_ssh_config(self.settings, db)
 
     async def repin(self, confirm: ConfirmRepin) -> RepinResult:
         """Fetch the key the VM shows now and pin it if ``confirm(old, new)`` agrees."""
@@ -273,22 +285,24 @@ class Access:
             raise SSHUnreachableError() from None
         old = fingerprint(endpoint.host_key) if endpoint.host_key is not None else None
         new = fingerprint(seen)
+        db = await self.database()
         if endpoint.host_key is not None and same_key(endpoint.host_key, seen):
-            await sync_ssh_config(self.settings, self.db)
+            await sync_ssh_config(self.settings, db)
             return RepinResult(old, new, False)
         if not confirm(old, new):
             raise GolemError("The pinned host key was left unchanged.")
-        async with self.db.write() as session:
+        async with db.write() as session:
             stored = await repository.update_vm(session, self.target.vm_id, host_key=seen)
         if stored is None:
             raise GolemError(f"VM {self.target.name} was removed from local state meanwhile")
-        await sync_ssh_config(self.settings, self.db)
+        await sync_ssh_config(self.settings, db)
         return RepinResult(old, new, True)
 
     async def _record_status(self, status: VMStatus, error: str | None = None) -> None:
         from requestor.db import repository
 
-        async with self.db.write() as session:
+        db = await self.database()
+        async with db.write() as session:
             await repository.update_vm(session, self.target.vm_id, status=status, last_error=error)
 
     async def _ask_provider(self) -> None:
@@ -332,15 +346,28 @@ class Access:
 
 @asynccontextmanager
 async def open_access(settings: Settings, name: str) -> AsyncIterator[Access]:
-    """Local state opened for one VM's SSH command; closed on exit."""
-    from requestor.db import repository
-    from requestor.db.engine import Database
-    from requestor.services.views import vm_view
+    """One VM's access for an SSH command; what it opened is closed on exit.
 
-    async with Database(settings.db_path) as db:
+    The VM is read through the lean ``sqlite3`` path when the schema is at head
+    (no SQLAlchemy import); else the ORM path brings the schema to head first.
+    """
+    from requestor.db import lean
+
+    async with AsyncExitStack() as stack:
+        snapshot = lean.read(settings.db_path, name)
+        if snapshot is not None:
+            if not snapshot.vms:
+                raise VMNotFoundError(name)
+            yield Access(settings, target_of(VMView(**snapshot.vms[0]), settings), stack)
+            return
+        from requestor.db import repository
+        from requestor.db.engine import Database
+        from requestor.services.views import vm_view
+
+        db = await stack.enter_async_context(Database(settings.db_path))
         async with db.read() as session:
             vm = vm_view(await repository.get_vm(session, name))
-        yield Access(settings, db, target_of(vm, settings))
+        yield Access(settings, target_of(vm, settings), stack, db)
 
 
 async def provider_answers(api_url: str) -> bool:

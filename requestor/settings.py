@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from requestor.errors import ConfigError
+from requestor.text import first_error
 
 ENV_PREFIX = "GOLEM_REQUESTOR_"
 DEFAULT_DISCOVERY_URL = "http://discovery.golem.network:9001"
@@ -191,9 +192,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             force_localhost=force_localhost,
         )
     except ValidationError as error:
-        first = error.errors()[0]
-        field = str(first["loc"][0]).upper() if first["loc"] else "?"
+        where, what = first_error(error)
+        field = where.split(".")[0].upper() or "?"
         raise ConfigError(
-            f"{ENV_PREFIX}{field} is invalid: {first['msg']}",
+            f"{ENV_PREFIX}{field} is invalid: {what}",
             hint=f"Fix or unset {ENV_PREFIX}{field}.",
         ) from None

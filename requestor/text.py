@@ -9,6 +9,10 @@ result with ``rich.text.Text`` (never as markup).
 from __future__ import annotations
 
 import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 REPLACEMENT = "\ufffd"
 DEFAULT_LIMIT = 200
@@ -32,3 +36,18 @@ def clean(value: object, limit: int = DEFAULT_LIMIT, keep_newlines: bool = False
     if text.isascii() and text.isprintable():
         return text
     return "".join(REPLACEMENT if _is_unsafe(c, keep_newlines) else c for c in text)
+
+
+def first_error(error: ValidationError, *, limit: int = 160) -> tuple[str, str]:
+    """(where, what) of a pydantic validation error's first problem: ``where`` is
+    the dotted location (``""`` for the whole value); both cleaned for a terminal,
+    since the input may be provider-sent. The one formatter of pydantic errors."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return clean(where, 60), clean(first["msg"], limit)
+
+
+def first_error_text(error: ValidationError, *, limit: int = 160, whole: str = "answer") -> str:
+    """``where: what`` of the first problem; ``whole`` names a top-level problem."""
+    where, what = first_error(error, limit=limit)
+    return f"{where or whole}: {what}"

@@ -50,6 +50,6 @@ def test_help_imports_no_database_network_or_ssh_stack(
 
 
 def test_the_check_can_see_heavy_imports(golem_env: GolemEnv) -> None:
-    """Control: a command that reads the database does import SQLAlchemy."""
-    packages, _ = imported_packages(golem_env, "vm", "list")
+    """Control: a command that opens the database through the ORM does import SQLAlchemy."""
+    packages, _ = imported_packages(golem_env, "vm", "list", "--refresh")
     assert "sqlalchemy" in packages

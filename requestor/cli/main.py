@@ -49,7 +49,12 @@ def _not_installed(name: str, install: str) -> click.Command:
 
 
 class RootGroup(LazyGroup):
-    """Maps every error to a message, a hint and an exit code, in one place."""
+    """Maps every outcome and every error to an exit code, in one place.
+
+    A command returns None (success), an int (the status it ended with: the
+    remote exit status of ``ssh -- CMD``) or a bulk report; it never exits the
+    process itself.
+    """
 
     def _load(self, cmd_name: str) -> click.Command:
         try:
@@ -66,6 +71,9 @@ class RootGroup(LazyGroup):
             # Output problems (a closed pipe, a full disk) surface here rather
             # than at interpreter exit, where they could only be a traceback.
             sys.stdout.flush()
+            code = exit_code(result)
+            if code != ExitCode.OK:
+                ctx.exit(code)
             return result
         except GolemError as error:
             _fail(ctx, error.message, error.hint, error.exit_code, error)
@@ -119,6 +127,23 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def exit_code(result: object) -> int:
+    """The exit code for what a command returned (README.md, "Exit codes")."""
+    if result is None:
+        return ExitCode.OK
+    if isinstance(result, int):
+        return result
+    from requestor.services.actions import BulkReport
+
+    if isinstance(result, BulkReport):
+        if result.interrupted:
+            return ExitCode.INTERRUPTED
+        if result.failed:
+            return ExitCode.FAILED if result.succeeded == 0 else ExitCode.PARTIAL
+        return ExitCode.OK
+    raise TypeError(f"a command returned {type(result).__name__}, not an outcome")
 
 
 def _fail(

@@ -15,13 +15,16 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from requestor.db.models import VM, VMStatus
+from requestor.status import VMStatus
 from requestor.text import clean
 
 if TYPE_CHECKING:
+    from rich.status import Status
+
     from requestor.services.actions import BulkReport, Outcome
     from requestor.services.create import CreateResult
     from requestor.services.provider_search import ProviderListing
+    from requestor.services.views import VMListing, VMView
 
 RULE_WIDTH = 48
 _STATUS_STYLE = {
@@ -121,7 +124,15 @@ def providers_json(listing: ProviderListing) -> list[dict[str, Any]]:
 # --- VMs -------------------------------------------------------------------------
 
 
-def vm_list(console: Console, vms: Sequence[VM]) -> None:
+def rejected_ads(err_console: Console, listing: ProviderListing) -> None:
+    if listing.rejected:
+        err_console.print(
+            f"[yellow]Skipped {len(listing.rejected)} advertisement(s) that do not fit "
+            "the contract.[/]"
+        )
+
+
+def vm_list(console: Console, vms: Sequence[VMView]) -> None:
     table = _plain_table("Name", "Status", "IP Address", "Resources")
     for vm in vms:
         table.add_row(
@@ -138,7 +149,20 @@ def vm_list(console: Console, vms: Sequence[VM]) -> None:
         )
 
 
-def vm_json(vm: VM) -> dict[str, Any]:
+def legacy_rejected(err_console: Console, listing: VMListing) -> None:
+    """A note on stderr when rows of the earlier golem could not be adopted."""
+    if listing.rejected_legacy:
+        err_console.print(
+            Text(
+                f"{listing.rejected_legacy} VM record(s) from the earlier golem could not be "
+                f"read; they are kept in the table legacy_rejected_vms of {listing.db_path}.",
+                style="yellow",
+            )
+        )
+
+
+def vm_json(vm: VMView) -> dict[str, Any]:
+    """One VM as ``--json`` shows it; the keys are documented in docs/json.md."""
     from requestor.ssh.hostkeys import fingerprint
 
     return {
@@ -165,6 +189,20 @@ def _section(console: Console, title: str, rows: Iterable[tuple[str, str]]) -> N
     console.print(Text("  " + "┈" * 27, style="dim"))
     for label, value in rows:
         console.print(Text(f"  {label}: ") + Text(value))
+
+
+def created_json(result: CreateResult) -> dict[str, Any]:
+    return {**vm_json(result.vm), "choice_reason": result.choice_reason}
+
+
+def provider_choice(err_console: Console, result: CreateResult) -> None:
+    """Why golem picked the provider (only when the user did not name one)."""
+    if result.choice_reason:
+        err_console.print(
+            Text(
+                f"Picked provider {clean(result.provider.provider_id, 66)}: {result.choice_reason}."
+            )
+        )
 
 
 def deployed(console: Console, result: CreateResult) -> None:
@@ -212,6 +250,98 @@ def _home_relative(path: str) -> str:
 # --- actions on several VMs --------------------------------------------------------
 
 _PAST = {"start": "Started", "stop": "Stopped", "destroy": "Destroyed", "refresh": "Refreshed"}
+
+
+def forgot(names: Sequence[str]) -> None:
+    for name in names:
+        console_line(f"Forgot {clean(name, 80)}")
+
+
+def console_line(text: str) -> None:
+    """A plain line on stdout (no markup, no wrapping)."""
+    import click
+
+    click.echo(text)
+
+
+def busy(err_console: Console, text: str) -> Status:
+    """A spinner on stderr while a long call runs; ``update(text)`` changes its line."""
+    return err_console.status(text)
+
+
+def confirm_destroy(names: Sequence[str]) -> None:
+    """Ask before destroying (stderr), or refuse when stdin is not a terminal."""
+    import sys
+
+    import click
+
+    from requestor.errors import GolemError, InputError
+
+    count = len(names)
+    shown = ", ".join(clean(n, 64) for n in names[:5]) + (", …" if count > 5 else "")
+    if not sys.stdin.isatty():
+        raise InputError(
+            f"Refusing to destroy {count} VM(s) ({shown}) without confirmation",
+            "Pass --yes to confirm when not at a terminal.",
+        )
+    if not click.confirm(
+        f"Destroy {count} VM(s) ({shown})? This cannot be undone", default=False, err=True
+    ):
+        raise GolemError("Nothing destroyed.")
+
+
+def nothing_selected(err_console: Console) -> None:
+    err_console.print("No VMs selected.")
+
+
+_ING = {"start": "Starting", "stop": "Stopping", "destroy": "Destroying", "refresh": "Refreshing"}
+
+
+class BulkProgress:
+    """A transient bar on stderr while many VMs are handled; started when the
+    selection is known (``start``), advanced per outcome."""
+
+    def __init__(self, err_console: Console, action: str) -> None:
+        self._console = err_console
+        self._action = action
+        self._progress: Any = None
+        self._task: Any = None
+        self._failed = 0
+
+    def start(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            console=self._console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(_ING[self._action], total=total, failed=0)
+
+    def advance(self, outcome: Outcome) -> None:
+        if self._progress is None:
+            return
+        self._failed += 0 if outcome.ok else 1
+        self._progress.update(self._task, advance=1, failed=self._failed)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def report(console: Console, report: BulkReport, as_json: bool) -> None:
+    """A bulk action's result: one line for one VM, else a table and a summary."""
+    if as_json:
+        console_line(dump_json([outcome_json(o) for o in report.outcomes]))
+    elif len(report.outcomes) == 1 and not report.interrupted:
+        single_outcome(console, report.outcomes[0], report.action.value)
+    else:
+        bulk(console, report)
 
 
 def single_outcome(console: Console, outcome: Outcome, action: str) -> None:

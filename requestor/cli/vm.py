@@ -1,11 +1,12 @@
-"""``golem vm ...``: parse, call one service function, render. Nothing else here.
+"""``golem vm ...``: parse, call one service function, render, return the outcome.
 
-Only click is imported at module level: ``golem --help`` loads this module.
+Only click is imported at module level: ``golem --help`` loads this module. The
+root group (``requestor.cli.main``) turns what a command returns into the exit
+code; nothing here exits the process.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,12 +14,12 @@ import click
 
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.cli.params import Seconds
-from requestor.errors import ExitCode, GolemError, InputError
+from requestor.cli.params import Seconds, wait_timeout_option
+from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
-    from requestor.services.actions import Action, BulkReport
-    from requestor.services.runtime import Services
+    from requestor.services.actions import BulkReport
+    from requestor.services.runtime import Network, Services
 
 T = TypeVar("T")
 
@@ -34,37 +35,31 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 def run_with_services(
-    app: AppContext,
-    work: Callable[[Services], Awaitable[T]],
-    *,
-    refresh_ssh: bool = False,
-    **options: Any,
+    app: AppContext, work: Callable[[Services], Awaitable[T]], **options: Any
 ) -> T:
-    """The command boundary: one event loop, one set of services, closed in order.
-
-    ``refresh_ssh``: the command changes which VMs exist, so rewrite the ssh
-    config and known_hosts 'golem vm ssh-config' wrote, if it did.
-    """
+    """The command boundary: one event loop, one set of services, closed in order."""
     from requestor.services.runtime import open_services
 
     settings = app.settings
 
     async def main() -> T:
         async with open_services(settings, **options) as services:
-            result = await work(services)
-            if refresh_ssh:
-                from requestor.ssh.sshconfig import refresh_from_db
-
-                await refresh_from_db(settings, services.db)
-            return result
+            return await work(services)
 
     return app.run(main())
 
 
-def _echo_json(data: Any) -> None:
-    from requestor.cli.render import dump_json
+def run_with_network(app: AppContext, work: Callable[[Network], Awaitable[T]], **options: Any) -> T:
+    """``run_with_services`` without local state: no database is opened or loaded."""
+    from requestor.services.runtime import open_network
 
-    click.echo(dump_json(data))
+    settings = app.settings
+
+    async def main() -> T:
+        async with open_network(settings, **options) as network:
+            return await work(network)
+
+    return app.run(main())
 
 
 @click.group(cls=LazyGroup, lazy_subcommands=VM_LAZY_COMMANDS)
@@ -95,6 +90,7 @@ def providers(
     as_json: bool,
 ) -> None:
     """List providers with free resources, and whether each answers now."""
+    from requestor.cli import render
     from requestor.services.provider_search import (
         PROBE_CONCURRENCY,
         ProviderListing,
@@ -109,31 +105,25 @@ def providers(
                 "For example --country SE or --country US.",
             )
 
-    async def work(services: Services) -> ProviderListing:
+    async def work(network: Network) -> ProviderListing:
         return await list_providers(
-            services, cpu=cpu, memory=memory, storage=storage, country=country, probe=not no_probe
+            network,
+            cpu=cpu,
+            memory=memory,
+            storage=storage,
+            country=country,
+            probe=not no_probe,
+            reachable_only=reachable_only,
         )
 
     if as_json:
-        listing = run_with_services(app, work, concurrency=PROBE_CONCURRENCY)
-    else:
-        with app.err_console.status("Asking the discovery service and probing providers…"):
-            listing = run_with_services(app, work, concurrency=PROBE_CONCURRENCY)
-    if reachable_only:
-        listing.providers[:] = [p for p in listing.providers if p.reachable]
-    if as_json:
-        from requestor.cli.render import providers_json
-
-        _echo_json(providers_json(listing))
+        listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
+        click.echo(render.dump_json(render.providers_json(listing)))
         return
-    from requestor.cli.render import providers as render_providers
-
-    render_providers(app.console, listing)
-    if listing.rejected:
-        app.err_console.print(
-            f"[yellow]Skipped {len(listing.rejected)} advertisement(s) that do not fit "
-            "the contract.[/]"
-        )
+    with render.busy(app.err_console, "Asking the discovery service and probing providers…"):
+        listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
+    render.providers(app.console, listing)
+    render.rejected_ads(app.err_console, listing)
 
 
 # --- create ----------------------------------------------------------------------
@@ -145,13 +135,7 @@ def providers(
 @click.option("--cpu", type=int, required=True, help="CPU cores: 1, 2, 4, 8 or 16.")
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
-@click.option(
-    "--wait-timeout",
-    type=Seconds(min=1, max=3600),
-    default=180,
-    show_default=True,
-    help="Seconds to wait for the VM's SSH to answer.",
-)
+@wait_timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
 def create(
@@ -165,6 +149,7 @@ def create(
     as_json: bool,
 ) -> None:
     """Create a VM on a provider and wait until it accepts SSH."""
+    from requestor.cli import render
     from requestor.services.create import CreateRequest, CreateResult, create_vm, validate_create
 
     request = CreateRequest(
@@ -178,15 +163,11 @@ def create(
     validate_create(request)  # before touching anything
 
     if as_json:
-        result = run_with_services(
-            app, lambda services: create_vm(services, request), refresh_ssh=True
-        )
-        from requestor.cli.render import vm_json
-
-        _echo_json({**vm_json(result.vm), "choice_reason": result.choice_reason})
+        result = run_with_services(app, lambda services: create_vm(services, request))
+        click.echo(render.dump_json(render.created_json(result)))
         return
 
-    with app.err_console.status("Creating VM…") as status:
+    with render.busy(app.err_console, "Creating VM…") as status:
 
         def progress(step: str) -> None:
             status.update(f"{step}…")
@@ -194,20 +175,9 @@ def create(
         async def work(services: Services) -> CreateResult:
             return await create_vm(services, request, progress)
 
-        result = run_with_services(app, work, refresh_ssh=True)
-    from requestor.cli.render import deployed
-
-    if result.choice_reason:
-        from rich.text import Text
-
-        from requestor.text import clean
-
-        app.err_console.print(
-            Text(
-                f"Picked provider {clean(result.provider.provider_id, 66)}: {result.choice_reason}."
-            )
-        )
-    deployed(app.console, result)
+        result = run_with_services(app, work)
+    render.provider_choice(app.err_console, result)
+    render.deployed(app.console, result)
 
 
 # --- list and forget -------------------------------------------------------------
@@ -225,36 +195,24 @@ def create(
 @pass_app
 def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json: bool) -> None:
     """List your VMs from local state (--refresh asks the providers first)."""
-    from requestor.cli.render import vm_json, vm_list
-
-    settings = app.settings
     if refresh:
         from requestor.services.actions import list_vms
 
-        work = run_with_services(
+        listing, _report = run_with_services(
             app, lambda services: list_vms(services, refresh=True), call_timeout=timeout
         )
-        vms = work[0]
     else:
         # The common case reads local state only: no HTTP stack is loaded.
-        from requestor.db.engine import Database
-        from requestor.db.repository import count_rejected_legacy
-        from requestor.db.repository import list_vms as read_vms
+        from requestor.services.local import local_vms
 
-        async def local() -> tuple[list[Any], int]:
-            async with Database(settings.db_path) as db, db.read() as session:
-                return await read_vms(session), await count_rejected_legacy(session)
+        listing = app.run(local_vms(app.settings))
+    from requestor.cli import render
 
-        vms, rejected = app.run(local())
-        if rejected and not as_json:
-            app.err_console.print(
-                f"[yellow]{rejected} VM record(s) from the earlier golem could not be read; "
-                f"they are kept in the table legacy_rejected_vms of {settings.db_path}.[/]"
-            )
     if as_json:
-        _echo_json([vm_json(vm) for vm in vms])
-    else:
-        vm_list(app.console, vms)
+        click.echo(render.dump_json([render.vm_json(vm) for vm in listing.vms]))
+        return
+    render.legacy_rejected(app.err_console, listing)
+    render.vm_list(app.console, listing.vms)
 
 
 @vm.command()
@@ -262,12 +220,11 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
 @pass_app
 def forget(app: AppContext, names: tuple[str, ...]) -> None:
     """Remove VMs from local state only (e.g. ones the provider no longer knows)."""
+    from requestor.cli import render
     from requestor.services.actions import forget_vms
-    from requestor.text import clean
 
-    removed = run_with_services(app, lambda services: forget_vms(services, names), refresh_ssh=True)
-    for name in removed:
-        click.echo(f"Forgot {clean(name, 80)}")
+    removed = run_with_services(app, lambda services: forget_vms(services, names))
+    render.forgot(removed)
 
 
 # --- start, stop, destroy: one, several, globs, --all --------------------------------
@@ -307,121 +264,89 @@ def _act(
     concurrency: int,
     timeout: float | None,
     as_json: bool,
-    confirm: Callable[[int, list[str]], None] | None = None,
-) -> None:
-    from requestor.services.actions import Action, run_action, select_vms
+    confirm: Callable[[list[str]], None] | None = None,
+) -> BulkReport | None:
+    """Run one bulk action and render its report; the root group maps the report
+    to the exit code (0, 1 all failed, 3 partly failed, 130 interrupted)."""
+    from requestor.cli import render
+    from requestor.services.actions import Action, BulkReport, act
 
     action = Action(action_name)
-    console = app.err_console
+    report = BulkReport(action)
+    bar = render.BulkProgress(app.err_console, action.value)
 
-    async def work(services: Services) -> BulkReport | None:
-        vms = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
-        if not vms:
-            return None
+    def selected(chosen: list[str]) -> None:
         if confirm is not None:
-            confirm(len(vms), [vm.name for vm in vms])
-        if as_json or len(vms) == 1:
-            return await run_action(services, action, vms, concurrency=concurrency)
-        return await _with_progress(console, action, services, vms, concurrency)
+            confirm(chosen)
+        if not as_json and len(chosen) > 1:
+            bar.start(len(chosen))
 
-    report = run_with_services(
-        app,
-        work,
-        refresh_ssh=action is Action.DESTROY,
-        concurrency=concurrency,
-        call_timeout=timeout,
-    )
-    _finish(app, action, report, as_json)
-
-
-_ING = {"start": "Starting", "stop": "Stopping", "destroy": "Destroying", "refresh": "Refreshing"}
-
-
-async def _with_progress(
-    console: Any, action: Action, services: Services, vms: list[Any], concurrency: int
-) -> BulkReport:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from requestor.services.actions import Outcome, run_action
-
-    failed = 0
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[failed]} failed"),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task(_ING[action.value], total=len(vms), failed=0)
-
-        def advance(outcome: Outcome) -> None:
-            nonlocal failed
-            failed += 0 if outcome.ok else 1
-            progress.update(task, advance=1, failed=failed)
-
-        return await run_action(services, action, vms, concurrency=concurrency, on_outcome=advance)
-
-
-def _finish(app: AppContext, action: Action, report: BulkReport | None, as_json: bool) -> None:
-    from requestor.cli import render
-
-    if report is None:
+    try:
+        done = run_with_services(
+            app,
+            lambda services: act(
+                services,
+                action,
+                names,
+                report,
+                all_vms=all_vms,
+                provider_id=provider_id,
+                concurrency=concurrency,
+                on_selected=selected,
+                on_outcome=bar.advance,
+            ),
+            concurrency=concurrency,
+            call_timeout=timeout,
+        )
+    except KeyboardInterrupt:
+        # Ctrl-C: the service stopped, finished its writes and filled the report;
+        # show what was done. Before any VM was selected there is nothing to show.
+        if not report.interrupted:
+            raise
+        done = report
+    finally:
+        bar.stop()
+    if done is None:
         if as_json:
-            _echo_json([])
+            click.echo(render.dump_json([]))
         else:
-            app.err_console.print("No VMs selected.")
-        return
-    if as_json:
-        _echo_json([render.outcome_json(o) for o in report.outcomes])
-    elif len(report.outcomes) == 1 and not report.interrupted:
-        outcome = report.outcomes[0]
+            render.nothing_selected(app.err_console)
+        return None
+    if len(done.outcomes) == 1 and not done.interrupted and not as_json:
+        outcome = done.outcomes[0]
         if not outcome.ok:
             raise GolemError(outcome.error or f"{action.value} failed", outcome.hint)
-        render.single_outcome(app.console, outcome, action.value)
-    else:
-        render.bulk(app.console, report)
-    if report.interrupted:
-        sys.exit(ExitCode.INTERRUPTED)
-    if report.failed:
-        sys.exit(ExitCode.FAILED if report.succeeded == 0 else ExitCode.PARTIAL)
+    render.report(app.console, done, as_json)
+    return done
 
 
 @vm.command()
 @_selection_options
 @pass_app
-def start(app: AppContext, /, **selection: Any) -> None:
+def start(app: AppContext, /, **selection: Any) -> BulkReport | None:
     """Start stopped VMs: NAME..., shell globs ('web-*'), --all or --provider."""
-    _act(app, "start", **selection)
+    return _act(app, "start", **selection)
 
 
 @vm.command()
 @_selection_options
 @pass_app
-def stop(app: AppContext, /, **selection: Any) -> None:
+def stop(app: AppContext, /, **selection: Any) -> BulkReport | None:
     """Stop VMs: NAME..., shell globs ('web-*'), --all or --provider."""
-    _act(app, "stop", **selection)
+    return _act(app, "stop", **selection)
 
 
 @vm.command()
 @_selection_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
-def destroy(app: AppContext, /, yes: bool, **selection: Any) -> None:
+def destroy(app: AppContext, /, yes: bool, **selection: Any) -> BulkReport | None:
     """Destroy VMs for good: NAME..., shell globs ('web-*'), --all or --provider."""
 
-    def confirm(count: int, names: list[str]) -> None:
-        if yes:
-            return
-        shown = ", ".join(names[:5]) + (", …" if count > 5 else "")
-        if not sys.stdin.isatty():
-            raise InputError(
-                f"Refusing to destroy {count} VM(s) ({shown}) without confirmation",
-                "Pass --yes to confirm when not at a terminal.",
-            )
-        if not click.confirm(
-            f"Destroy {count} VM(s) ({shown})? This cannot be undone", default=False, err=True
-        ):
-            raise GolemError("Nothing destroyed.")
+    from requestor.cli.render import confirm_destroy
 
-    _act(app, "destroy", confirm=confirm, **selection)
+    def confirm(names: list[str]) -> None:
+        if not yes:
+            confirm_destroy(names)
+
+    return _act(app, "destroy", confirm=confirm, **selection)

@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,7 +26,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from requestor.errors import ConfigError, StateError
+from requestor.db.errors import translate_errors
+from requestor.errors import ConfigError
 from requestor.statefiles import create_private_file, private_dir
 
 BUSY_TIMEOUT_MS = 30_000
@@ -107,7 +107,8 @@ class Database:
         from requestor.db.migrate import ensure_schema
 
         try:
-            await ensure_schema(self.engine, self.path)
+            with translate_errors(self.path):
+                await ensure_schema(self.engine, self.path)
         except BaseException:
             await self.engine.dispose()
             raise
@@ -119,12 +120,10 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A short read-only transaction."""
-        async with (
-            self._read_sessions() as session,
-            _translate_errors(self.path),
-            session.begin(),
-        ):
-            yield session
+        async with self._read_sessions() as session:
+            with translate_errors(self.path):
+                async with session.begin():
+                    yield session
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
@@ -132,45 +131,7 @@ class Database:
 
         Never hold one across a network call.
         """
-        async with (
-            self._write_turn,
-            self._write_sessions() as session,
-            _translate_errors(self.path),
-            session.begin(),
-        ):
-            yield session
-
-
-@asynccontextmanager
-async def _translate_errors(db_path: Path) -> AsyncIterator[None]:
-    try:
-        yield
-    except DatabaseError as error:
-        # OperationalError (locked, I/O) and the plain DatabaseError that pysqlite raises
-        # for "file is not a database" / "malformed"; IntegrityError etc. stay as they are.
-        if not is_file_error(error):
-            raise
-        raise database_error(db_path, error) from error
-
-
-def is_file_error(error: DatabaseError) -> bool:
-    """True when the error is about the database file itself, not about one statement."""
-    return isinstance(error, OperationalError) or type(error) is DatabaseError
-
-
-def database_error(db_path: Path, error: DatabaseError) -> StateError:
-    text = str(error.orig) if error.orig is not None else str(error)
-    if "locked" in text or "busy" in text:
-        return StateError(
-            f"The database {db_path} stayed locked by another golem process",
-            hint="Wait for other golem commands to finish, then try again.",
-        )
-    if "not a database" in text or "malformed" in text:
-        return StateError(
-            f"The database {db_path} is not a readable SQLite file ({text})",
-            hint="Move the file aside (keep it as a backup) and run the command again.",
-        )
-    return StateError(
-        f"The database {db_path} cannot be used: {text}",
-        hint="Check the file and its folder, or set GOLEM_REQUESTOR_DB_PATH.",
-    )
+        async with self._write_turn, self._write_sessions() as session:
+            with translate_errors(self.path):
+                async with session.begin():
+                    yield session

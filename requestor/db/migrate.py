@@ -15,15 +15,13 @@ import os
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from requestor.db.revisions import HEAD_REVISION, KNOWN_REVISIONS
 from requestor.errors import StateError
 
-# The revisions this package ships, oldest first. A test keeps this equal to the
-# migration scripts, so HEAD_REVISION is always the scripts' head.
-KNOWN_REVISIONS = ("0001", "0002")
-HEAD_REVISION = KNOWN_REVISIONS[-1]
+__all__ = ["HEAD_REVISION", "KNOWN_REVISIONS", "ensure_schema", "migrations_dir"]
 
 
 def migrations_dir() -> Path:
@@ -68,29 +66,23 @@ def _check_known(revision: str | None, db_path: Path) -> None:
 
 
 async def ensure_schema(engine: AsyncEngine, db_path: Path) -> None:
-    from requestor.db.engine import database_error, is_file_error
-
+    """Raises sqlalchemy's errors as they are; ``Database`` translates them (db/errors.py)."""
+    revision = await read_revision(engine)
+    if revision == HEAD_REVISION:
+        return
+    _check_known(revision, db_path)
+    lock_path = db_path.with_name(db_path.name + ".migrate.lock")
+    lock_fd = await asyncio.to_thread(_lock, lock_path)
     try:
-        revision = await read_revision(engine)
-        if revision == HEAD_REVISION:
-            return
-        _check_known(revision, db_path)
-        lock_path = db_path.with_name(db_path.name + ".migrate.lock")
-        lock_fd = await asyncio.to_thread(_lock, lock_path)
-        try:
-            async with engine.connect() as connection:
-                revision = await connection.run_sync(_current_revision)
-                if revision == HEAD_REVISION:
-                    return
-                _check_known(revision, db_path)
-                await connection.run_sync(_upgrade)
-                await connection.commit()
-        finally:
-            os.close(lock_fd)
-    except DatabaseError as error:  # also "file is not a database", which is no OperationalError
-        if not is_file_error(error):
-            raise
-        raise database_error(db_path, error) from error
+        async with engine.connect() as connection:
+            revision = await connection.run_sync(_current_revision)
+            if revision == HEAD_REVISION:
+                return
+            _check_known(revision, db_path)
+            await connection.run_sync(_upgrade)
+            await connection.commit()
+    finally:
+        os.close(lock_fd)
 
 
 def _lock(lock_path: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -18,6 +17,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from requestor.status import VMStatus
+
+__all__ = ["VM", "Base", "LegacyRejectedVM", "Provider", "VMStatus", "utcnow"]
 
 # Named constraints keep batch migrations on SQLite reproducible.
 NAMING_CONVENTION = {
@@ -48,21 +51,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
-
-
-class VMStatus(enum.StrEnum):
-    """What we last knew of a VM. The first six are the provider's own words."""
-
-    CREATING = "creating"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    ERROR = "error"
-    DELETED = "deleted"
-    # Ours: the provider did not answer at the last refresh (the VM may be fine).
-    UNREACHABLE = "unreachable"
-    # Ours: the provider answered that it does not know the VM any more.
-    GONE = "gone"
 
 
 class Base(DeclarativeBase):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from requestor.db.models import VM, LegacyRejectedVM, Provider, utcnow
+from requestor.db.models import VM, LegacyRejectedVM, Provider, VMStatus, utcnow
 from requestor.errors import VMNotFoundError
 from requestor.wire.models import Advertisement
 
@@ -29,12 +30,30 @@ async def get_vm_by_id(session: AsyncSession, vm_id: int) -> VM | None:
     return await session.get(VM, vm_id)
 
 
-async def update_vm(session: AsyncSession, vm_id: int, **values: object) -> VM | None:
+class VMChanges(TypedDict, total=False):
+    """The columns of a VM that change after it is recorded, with their types.
+
+    ``update_vm(**changes)`` takes only these keys, so a misspelt column is a
+    type error (mypy) rather than an attribute that is set and never saved; a
+    test keeps every key a real column of ``VM``.
+    """
+
+    status: VMStatus
+    provider_ip: str
+    ssh_host: str | None
+    ssh_port: int | None
+    host_key: str | None
+    last_error: str | None
+
+
+async def update_vm(session: AsyncSession, vm_id: int, **values: Unpack[VMChanges]) -> VM | None:
     """Set columns of one VM (``updated_at`` follows by itself); None if it is gone,
     e.g. destroyed or forgotten by another golem process meanwhile."""
     vm = await session.get(VM, vm_id)
     if vm is not None:
         for column, value in values.items():
+            if column not in VMChanges.__annotations__:  # a caller that bypassed the types
+                raise TypeError(f"update_vm: {column!r} is not a changeable column")
             setattr(vm, column, value)
     return vm
 

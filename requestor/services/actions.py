@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from requestor.db import repository
-from requestor.db.models import VM, VMStatus
+from requestor.db.models import VM
 from requestor.errors import (
     GolemError,
     InputError,
@@ -27,8 +27,11 @@ from requestor.errors import (
     VMGoneError,
     VMNotFoundError,
 )
+from requestor.services.access import sync_ssh_config
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
+from requestor.services.views import VMListing, vm_view
+from requestor.status import VMStatus
 from requestor.text import clean
 from requestor.wire.models import Advertisement, VMInfo
 
@@ -36,6 +39,8 @@ from requestor.wire.models import Advertisement, VMInfo
 
 
 _GLOB_CHARS = set("*?[")
+# How long refresh waits for the SSH of a crashed create it completes, to pin its key.
+FIRST_PIN_TIMEOUT = 5.0
 
 
 async def select_vms(
@@ -136,8 +141,14 @@ class _Change:
     error: str | None = None
     ssh_host: str | None = None
     ssh_port: int | None = None
+    host_key: str | None = None  # a first pin, for a crashed create that refresh completed
     unreachable: bool = False  # the provider's API gave no answer at all
     moved_to: Advertisement | None = None  # the provider answers at a new address
+
+    @property
+    def changes_access(self) -> bool:
+        """Whether the VM's existence, SSH address or host key changes."""
+        return self.delete or self.ssh_port is not None or self.moved_to is not None
 
 
 class _Relocator:
@@ -271,22 +282,41 @@ async def _refresh_one(
     status = VMStatus(info.status.value)
     change = _Change(status=status)
     if vm.ssh_port is None:
-        # A create interrupted before its access details were stored.
+        # A create interrupted before its access details were stored: finish
+        # what create would have done, including the first host-key pin.
         access = await client.access(vm.provider_vm_name)
+        ssh_host = services.settings.ssh_host(access.ssh_host)
+        host_key = None
+        if status is VMStatus.RUNNING and vm.host_key is None:
+            host_key = await _first_host_key(ssh_host, access.ssh_port)
         change = _Change(
-            status=status,
-            ssh_host=services.settings.ssh_host(access.ssh_host),
-            ssh_port=access.ssh_port,
+            status=status, ssh_host=ssh_host, ssh_port=access.ssh_port, host_key=host_key
         )
     return outcome(Result.DONE, status), change
 
 
+async def _first_host_key(host: str, port: int) -> str | None:
+    """The key a completed create would have pinned; None when SSH does not answer
+    (then the first 'golem vm ssh' pins it)."""
+    import asyncssh
+
+    from requestor.ssh.hostkeys import fetch_host_key
+
+    try:
+        return await fetch_host_key(host, port, limit=FIRST_PIN_TIMEOUT)
+    except (OSError, TimeoutError, asyncssh.Error, GolemError):
+        return None
+
+
 async def _record(services: Services, vm_id: int, change: _Change) -> None:
-    values: dict[str, object] = {"last_error": change.error}
+    values: repository.VMChanges = {"last_error": change.error}
     if change.status is not None:
         values["status"] = change.status
     if change.ssh_port is not None:
-        values.update(ssh_host=change.ssh_host, ssh_port=change.ssh_port)
+        values["ssh_host"] = change.ssh_host
+        values["ssh_port"] = change.ssh_port
+    if change.host_key is not None:
+        values["host_key"] = change.host_key
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
     async with services.db.write() as session:
@@ -305,14 +335,18 @@ async def run_action(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    report: BulkReport | None = None,
 ) -> BulkReport:
     """Act on every VM concurrently (at most ``concurrency`` at once).
 
-    Each result is written to the database as it arrives. On cancellation
-    (Ctrl-C) the pending work stops, the writes already under way finish, and
-    the report says what was done.
+    Each result is written to the database as it arrives, into ``report`` (pass
+    your own to keep it when cancelled). On cancellation (Ctrl-C, a timeout or
+    a TaskGroup around the call) the pending work stops, the writes already
+    under way finish, the VMs not reached are added to ``report`` as cancelled
+    with ``report.interrupted`` set, and the CancelledError propagates.
     """
-    report = BulkReport(action)
+    if report is None:
+        report = BulkReport(action)
     started = time.perf_counter()
     bound = asyncio.Semaphore(max(1, concurrency))
     # Never queue more calls on a provider than it gets connections: time spent
@@ -320,8 +354,10 @@ async def run_action(
     per_provider: dict[str, asyncio.Semaphore] = {}
     writes: set[asyncio.Task[None]] = set()
     relocator = _Relocator(services)
+    access_changed = False
 
     async def one(vm: VM) -> None:
+        nonlocal access_changed
         provider_turn = per_provider.setdefault(
             vm.provider_ip, asyncio.Semaphore(PER_PROVIDER_CONNECTIONS)
         )
@@ -329,6 +365,8 @@ async def run_action(
             outcome, change = await _perform(services, action, vm, relocator)
         write = asyncio.ensure_future(_record(services, vm.id, change))
         writes.add(write)
+        if change.changes_access:
+            access_changed = True
         # Reported as soon as the provider answered; the write below finishes
         # even on Ctrl-C (shielded), so the report and the database agree.
         report.outcomes.append(outcome)
@@ -357,29 +395,35 @@ async def run_action(
                         "interrupted before the provider answered",
                     )
                 )
-        current = asyncio.current_task()
-        if current is not None:
-            current.uncancel()
+        report.seconds = time.perf_counter() - started
+        if access_changed:
+            await sync_ssh_config(services.settings, services.db)
+        raise
     else:
         # Only the local database can fail here (each provider error is an
         # outcome); every other VM has finished and been recorded by now.
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
+    if access_changed:
+        await sync_ssh_config(services.settings, services.db)
     report.seconds = time.perf_counter() - started
     return report
 
 
 async def list_vms(
     services: Services, *, refresh: bool = False, concurrency: int = DEFAULT_CONCURRENCY
-) -> tuple[list[VM], BulkReport | None]:
+) -> tuple[VMListing, BulkReport | None]:
+    """Every VM in local state; with ``refresh``, after asking each provider."""
     report = None
     if refresh:
         async with services.db.read() as session:
             vms = await repository.list_vms(session)
         report = await run_action(services, Action.REFRESH, vms, concurrency=concurrency)
     async with services.db.read() as session:
-        return await repository.list_vms(session), report
+        views = [vm_view(vm) for vm in await repository.list_vms(session)]
+        rejected = await repository.count_rejected_legacy(session)
+    return VMListing(views, rejected, str(services.settings.db_path)), report
 
 
 async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:
@@ -387,4 +431,31 @@ async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:
     async with services.db.write() as session:
         for vm in vms:
             await repository.delete_vm(session, vm.id)
+    await sync_ssh_config(services.settings, services.db)
     return [vm.name for vm in vms]
+
+
+async def act(
+    services: Services,
+    action: Action,
+    names: Sequence[str],
+    report: BulkReport,
+    *,
+    all_vms: bool = False,
+    provider_id: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_selected: Callable[[list[str]], None] = lambda _names: None,
+    on_outcome: Callable[[Outcome], None] = lambda _o: None,
+) -> BulkReport | None:
+    """Select VMs, then ``run_action`` on them; None when nothing was selected.
+
+    ``on_selected`` sees the names first and may raise to stop (a confirmation
+    refused); ``report`` is filled as results arrive, also when cancelled.
+    """
+    vms = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
+    if not vms:
+        return None
+    on_selected([vm.name for vm in vms])
+    return await run_action(
+        services, action, vms, concurrency=concurrency, on_outcome=on_outcome, report=report
+    )

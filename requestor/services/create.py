@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from requestor.db import repository
-from requestor.db.models import VM, VMStatus
+from requestor.db.models import VM
 from requestor.errors import (
     GolemError,
     InsufficientResourcesError,
@@ -24,14 +24,17 @@ from requestor.errors import (
     ProviderUnavailableError,
     SSHUnreachableError,
 )
+from requestor.services.access import sync_ssh_config
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.provider_search import Progress, choose_provider
 from requestor.services.runtime import Services
+from requestor.services.views import VMView, vm_view
+from requestor.status import VMStatus
 from requestor.text import clean
 from requestor.wire import rules
 from requestor.wire.models import Advertisement, CreateVMRequest
 
-DEFAULT_SSH_WAIT = 180.0
+DEFAULT_SSH_WAIT = 180.0  # the CLI passes --wait-timeout (same default)
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class CreateRequest:
     ssh_wait: float = DEFAULT_SSH_WAIT
 
 
-@dataclass
+@dataclass(frozen=True)
 class CreateResult:
-    vm: VM
+    vm: VMView
     provider: Advertisement
     choice_reason: str | None = None  # set when golem picked the provider
 
@@ -116,7 +119,9 @@ async def create_vm(
     except Exception as error:  # a bug must not leave the record without a trace
         await _note_error(services, vm.id, f"create failed: {type(error).__name__}: {error}")
         raise
-    return CreateResult(vm=vm, provider=ad, choice_reason=choice_reason)
+    # The new VM (or a re-created one with a name an old entry had) gets its entry.
+    await sync_ssh_config(services.settings, services.db)
+    return CreateResult(vm=vm_view(vm), provider=ad, choice_reason=choice_reason)
 
 
 async def _deploy(

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from requestor.errors import DiscoveryUnavailableError, ProviderNotFoundError
 from requestor.services.http import QUICK, HttpClient, Response, TransportError
 from requestor.settings import redact_url
-from requestor.text import clean
+from requestor.text import clean, first_error_text
 from requestor.wire.models import Advertisement
 
 
@@ -90,7 +90,7 @@ class DiscoveryClient:
             try:
                 advertisement = Advertisement.model_validate(item)
             except ValidationError as error:
-                result.rejected.append((index, _first_error(error)))
+                result.rejected.append((index, first_error_text(error)))
                 continue
             if advertisement.provider_id not in seen:
                 seen.add(advertisement.provider_id)
@@ -113,12 +113,6 @@ class DiscoveryClient:
         except ValidationError as error:
             raise DiscoveryUnavailableError(
                 f"Discovery service sent an advertisement for {clean(provider_id, 80)} that "
-                f"does not fit the contract: {_first_error(error)}",
+                f"does not fit the contract: {first_error_text(error)}",
                 hint="The provider may be misconfigured; choose a different provider.",
             ) from None
-
-
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"]) or "answer"
-    return clean(f"{location}: {first['msg']}", 160)

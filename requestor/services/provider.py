@@ -22,7 +22,7 @@ from requestor.errors import (
     VMGoneError,
 )
 from requestor.services.http import PROBE, QUICK, SLOW, HttpClient, Response, TransportError
-from requestor.text import clean
+from requestor.text import clean, first_error_text
 from requestor.wire.models import CreateVMRequest, VMAccess, VMInfo
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -59,11 +59,9 @@ class ProviderClient:
         try:
             return model.model_validate(response.data)
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "answer"
             raise ProviderProtocolError(
                 f"Provider {self.label} sent a {what} that does not fit the contract "
-                f"({clean(where, 60)}: {clean(first['msg'], 100)})"
+                f"({first_error_text(error, limit=100)})"
             ) from None
 
     def _refused(self, response: Response, action: str) -> ProviderRefusedError:

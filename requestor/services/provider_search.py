@@ -11,7 +11,7 @@ from requestor.errors import (
     InsufficientResourcesError,
     ProviderUnavailableError,
 )
-from requestor.services.runtime import Services
+from requestor.services.runtime import Network
 from requestor.wire.models import Advertisement
 
 # Probes are tiny and bounded by a 4 s timeout: ask this many providers at once.
@@ -35,7 +35,7 @@ class ProviderListing:
 
 
 async def probe_providers(
-    services: Services, ads: Sequence[Advertisement], concurrency: int = PROBE_CONCURRENCY
+    services: Network, ads: Sequence[Advertisement], concurrency: int = PROBE_CONCURRENCY
 ) -> list[ProviderView]:
     """Ask every provider at once whether its API answers, with a short timeout."""
     bound = asyncio.Semaphore(concurrency)
@@ -53,24 +53,27 @@ async def probe_providers(
 
 
 async def list_providers(
-    services: Services,
+    services: Network,
     *,
     cpu: int | None = None,
     memory: int | None = None,
     storage: int | None = None,
     country: str | None = None,
     probe: bool = True,
+    reachable_only: bool = False,
 ) -> ProviderListing:
     found = await services.discovery.advertisements(
         cpu=cpu, memory=memory, storage=storage, country=country
     )
     ads = found.advertisements
     views = await probe_providers(services, ads) if probe else [ProviderView(a) for a in ads]
+    if reachable_only:
+        views = [v for v in views if v.reachable]
     return ProviderListing(views, found.rejected)
 
 
 async def choose_provider(
-    services: Services, cpu: int, memory: int, storage: int, progress: Progress
+    services: Network, cpu: int, memory: int, storage: int, progress: Progress
 ) -> tuple[Advertisement, str]:
     """The reachable provider with the most free capacity that fits, and why."""
     progress("Looking for a provider that fits")

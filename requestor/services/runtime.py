@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from requestor.db.engine import Database
 from requestor.services.discovery import DiscoveryClient
 from requestor.services.http import HttpClient
 from requestor.services.provider import ProviderClient
 from requestor.settings import Settings
+
+if TYPE_CHECKING:
+    from requestor.db.engine import Database
 
 # VMs (and so provider calls) handled at once by one command, and connections
 # per provider: total time tracks the slowest provider, not the sum.
@@ -20,9 +23,11 @@ PER_PROVIDER_CONNECTIONS = 10
 
 
 @dataclass
-class Services:
+class Network:
+    """The network alone: discovery and providers, no local state (``vm providers``
+    needs nothing else, and so never loads SQLAlchemy or Alembic)."""
+
     settings: Settings
-    db: Database
     http: HttpClient
     discovery: DiscoveryClient
 
@@ -30,6 +35,27 @@ class Services:
         return ProviderClient(
             self.http, self.settings.provider_api_url(ip_address), label or ip_address
         )
+
+
+@dataclass
+class Services(Network):
+    """The network and local state."""
+
+    db: Database
+
+
+@asynccontextmanager
+async def open_network(
+    settings: Settings,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    per_provider: int = PER_PROVIDER_CONNECTIONS,
+    call_timeout: float | None = None,
+) -> AsyncIterator[Network]:
+    async with HttpClient(
+        limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
+    ) as http:
+        yield Network(settings, http, DiscoveryClient(http, settings.discovery_url))
 
 
 @asynccontextmanager
@@ -40,10 +66,12 @@ async def open_services(
     per_provider: int = PER_PROVIDER_CONNECTIONS,
     call_timeout: float | None = None,
 ) -> AsyncIterator[Services]:
+    from requestor.db.engine import Database
+
     async with (
         Database(settings.db_path) as db,
         HttpClient(
             limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
         ) as http,
     ):
-        yield Services(settings, db, http, DiscoveryClient(http, settings.discovery_url))
+        yield Services(settings, http, DiscoveryClient(http, settings.discovery_url), db)

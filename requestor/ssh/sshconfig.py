@@ -15,13 +15,11 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from requestor.statefiles import private_dir
 
 if TYPE_CHECKING:
-    from requestor.db.engine import Database
-    from requestor.db.models import VM
     from requestor.settings import Settings
 
 HOST_PREFIX = "golem-"
@@ -35,6 +33,24 @@ ALL = "all"
 _UNSAFE_NAME = set(" \t\r\n\"'*?!,#=\\")
 
 
+class SSHDetails(Protocol):
+    """What an entry is made from: a VM as local state records it (the caller's
+    type, e.g. ``requestor.services.views.VMView``; this module reads no state)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def ssh_host(self) -> str | None: ...
+    @property
+    def ssh_port(self) -> int | None: ...
+    @property
+    def ssh_user(self) -> str: ...
+    @property
+    def ssh_key_path(self) -> str | None: ...
+    @property
+    def host_key(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
@@ -45,7 +61,7 @@ class Entry:
     host_key: str
 
 
-def entries(vms: Iterable[VM]) -> tuple[list[Entry], list[tuple[str, str]]]:
+def entries(vms: Iterable[SSHDetails]) -> tuple[list[Entry], list[tuple[str, str]]]:
     """The VMs that can have an entry, and (name, reason) for each that cannot."""
     usable: list[Entry] = []
     skipped: list[tuple[str, str]] = []
@@ -156,13 +172,12 @@ def written(settings: Settings) -> bool:
     return (key_dir / CONFIG_NAME).exists() or (key_dir / KNOWN_HOSTS_NAME).exists()
 
 
-def refresh_written(settings: Settings, vms: Iterable[VM]) -> None:
+def refresh_written(settings: Settings, vms: Iterable[SSHDetails]) -> None:
     """Rewrite the ssh config and known_hosts from ``vms`` (all of local state), but
     only those files 'golem vm ssh-config' wrote before; a no-op when there are none.
 
-    Called after every command that changes which VMs exist or their pins
-    (create, destroy, forget, ssh --repin), so a re-created VM with the same
-    name is not refused by OpenSSH with the old VM's key.
+    ``requestor.services.access.sync_ssh_config`` calls it whenever a VM's
+    existence, SSH address or host key changes.
     """
     key_dir = settings.ssh_key_dir
     config = key_dir / CONFIG_NAME
@@ -177,15 +192,3 @@ def refresh_written(settings: Settings, vms: Iterable[VM]) -> None:
         selection = _selection(config)
         chosen = [e for e in usable if selection is None or e.name in selection]
         write_private(config, render_config(chosen, known_hosts, selection))
-
-
-async def refresh_from_db(settings: Settings, db: Database) -> None:
-    """``refresh_written`` with the VMs read from local state, only if there is anything
-    to refresh (one short read transaction)."""
-    if not written(settings):
-        return
-    from requestor.db.repository import list_vms
-
-    async with db.read() as session:
-        vms = await list_vms(session)
-    refresh_written(settings, vms)

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from requestor.devnet.threaded import DevnetThread
+from tests.support.threaded import DevnetThread
 from tests.conftest import GOLEM, GolemEnv, assert_ok, run_golem
 from tests.helpers import SMALL_VM, db_rows
 

@@ -1,6 +1,6 @@
 """``golem vm ssh NAME -- CMD`` loads only what connecting needs: no output library
-(rich) unless it waits or draws, no HTTP client, no Alembic when the schema is
-current (``python -X importtime`` shows what a run imports)."""
+(rich) unless it waits or draws, no HTTP client, no SQLAlchemy or Alembic when the
+schema is current (``python -X importtime`` shows what a run imports)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from tests.ssh.conftest import World
 
-NOT_FOR_SSH = {"rich", "aiohttp", "alembic"}
+NOT_FOR_SSH = {"rich", "aiohttp", "alembic", "sqlalchemy"}
 
 
 def test_a_command_over_ssh_imports_no_output_http_or_migration_stack(world: World) -> None:
@@ -37,7 +37,7 @@ def test_a_command_over_ssh_imports_no_output_http_or_migration_stack(world: Wor
         for line in done.stderr.decode().splitlines()
         if line.startswith("import time:") and "|" in line
     }
-    assert {"asyncssh", "sqlalchemy"} <= packages  # the parse works
+    assert "asyncssh" in packages  # the parse works
     assert packages & NOT_FOR_SSH == set()
 
 

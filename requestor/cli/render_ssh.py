@@ -1,0 +1,156 @@
+"""What the SSH commands show (ssh, cp, forward, ssh-config): spinners, copy
+progress, re-pin prompts and messages.
+
+rich is imported only inside the functions that draw, so ``golem vm ssh NAME --
+CMD`` that neither waits nor draws never loads it. Text that came from local
+state or a provider is cleaned and escaped before rich sees it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from requestor.errors import InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.console import Console
+    from rich.status import Status
+
+    from requestor.services.access import RepinResult, SSHConfigResult
+
+
+def _escape(text: str, limit: int = 300) -> str:
+    from rich.markup import escape
+
+    from requestor.text import clean
+
+    return escape(clean(text, limit))
+
+
+class Spinner:
+    """A spinner on stderr while we wait for SSH, only when stderr is a terminal."""
+
+    def __init__(self, console: Callable[[], Console], text: str) -> None:
+        # A factory: the console (and rich) is built only when the spinner shows.
+        self._console = console
+        self._text = text
+        self._status: Status | None = None
+
+    def start(self) -> None:
+        if self._status is None and sys.stderr.isatty():
+            self._status = self._console().status(_escape(self._text))
+            self._status.start()
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+class TransferProgress:
+    """One bar per file of at least LARGE bytes; small files go by unannounced."""
+
+    LARGE = 1 << 20
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> TransferProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._progress.stop()
+
+    def warn(self, message: str) -> None:
+        from rich.text import Text
+
+        self._progress.console.print(Text(message))  # above the bars, not through them
+
+    def update(self, source: str, _destination: str, done: int, total: int) -> None:
+        if total < self.LARGE:
+            return
+        task = self._tasks.get(source)
+        if task is None:
+            label = _escape(source.rsplit("/", 1)[-1], 40)
+            task = self._tasks[source] = self._progress.add_task(label, total=total)
+        self._progress.update(task, completed=done)
+        if done >= total:
+            self._progress.remove_task(task)
+            del self._tasks[source]
+
+
+def confirm_repin(err_console: Console, name: str, yes: bool, old: str | None, new: str) -> bool:
+    """Show both fingerprints and ask (or refuse off a terminal without --yes)."""
+    from rich.text import Text
+
+    if old is None:
+        return True  # nothing pinned: this is the first use
+    err_console.print(Text(f"Pinned host key of {name}: {old}"))
+    err_console.print(Text(f"Host key shown now:    {' ' * len(name)} {new}"))
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InputError(
+            "Refusing to re-pin without confirmation",
+            "Pass --yes to confirm when not at a terminal.",
+        )
+    return click.confirm(
+        "Pin the new key? Only do this if you know why it changed (e.g. you re-created the VM)",
+        default=False,
+        err=True,
+    )
+
+
+def repinned(name: str, result: RepinResult) -> None:
+    if result.changed:
+        click.echo(f"Pinned host key {result.new} for {name}.", err=True)
+    else:
+        click.echo(f"The host key of {name} is unchanged ({result.new}); nothing to do.", err=True)
+
+
+def forward_ready(address: str, remote_port: int, name: str) -> None:
+    """The local address on stdout (for scripts); a note on stderr at a terminal."""
+    click.echo(address)
+    sys.stdout.flush()
+    if sys.stderr.isatty():
+        click.echo(
+            f"Forwarding {address} to port {remote_port} on {name}; Ctrl-C to stop.", err=True
+        )
+
+
+def ssh_config(err_console: Console, result: SSHConfigResult) -> None:
+    for skipped_name, reason in result.skipped:
+        err_console.print(f"[yellow]Skipped {_escape(skipped_name)}: {_escape(reason)}[/]")
+    if result.config_path is None:
+        click.echo(result.text, nl=False)
+        return
+    count = result.entries
+    click.echo(
+        f"Wrote {count} entr{'y' if count == 1 else 'ies'} to {result.config_path}.", err=True
+    )
+    click.echo("Add this line at the top of ~/.ssh/config (once):", err=True)
+    click.echo(result.include_line)

@@ -1,0 +1,8 @@
+"""The schema revisions this package ships, oldest first: standard library only,
+so the lean read (``lean.py``) can tell whether a database is at head without
+loading SQLAlchemy or Alembic. A test keeps this equal to the migration scripts."""
+
+from __future__ import annotations
+
+KNOWN_REVISIONS = ("0001", "0002")
+HEAD_REVISION = KNOWN_REVISIONS[-1]

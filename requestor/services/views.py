@@ -1,0 +1,74 @@
+"""What services hand to the CLI: frozen values, never ORM rows.
+
+The renderers (``requestor.cli.render``) turn these into tables and ``--json``;
+the JSON keys are a documented contract (docs/json.md), not the table layout.
+This module imports neither SQLAlchemy nor anything heavy: the lean read paths
+build the same values from ``sqlite3`` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from requestor.status import VMStatus
+
+if TYPE_CHECKING:
+    from requestor.db.models import VM
+
+__all__ = ["VMListing", "VMStatus", "VMView", "vm_view"]
+
+
+@dataclass(frozen=True)
+class VMView:
+    """One VM as local state records it (every column of ``vms``)."""
+
+    id: int
+    name: str
+    status: VMStatus
+    provider_id: str | None
+    provider_ip: str
+    provider_vm_name: str
+    cpu: int
+    memory: int
+    storage: int
+    ssh_host: str | None
+    ssh_port: int | None
+    ssh_user: str
+    ssh_key_path: str | None
+    host_key: str | None  # the pinned OpenSSH one-line public key
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def vm_view(vm: VM) -> VMView:
+    return VMView(
+        id=vm.id,
+        name=vm.name,
+        status=VMStatus(vm.status),
+        provider_id=vm.provider_id,
+        provider_ip=vm.provider_ip,
+        provider_vm_name=vm.provider_vm_name,
+        cpu=vm.cpu,
+        memory=vm.memory,
+        storage=vm.storage,
+        ssh_host=vm.ssh_host,
+        ssh_port=vm.ssh_port,
+        ssh_user=vm.ssh_user,
+        ssh_key_path=vm.ssh_key_path,
+        host_key=vm.host_key,
+        last_error=vm.last_error,
+        created_at=vm.created_at,
+        updated_at=vm.updated_at,
+    )
+
+
+@dataclass(frozen=True)
+class VMListing:
+    """``golem vm list``: the VMs, and rows of the earlier golem that could not be read."""
+
+    vms: list[VMView]
+    rejected_legacy: int = 0
+    db_path: str = ""

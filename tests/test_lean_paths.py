@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from tests.support.threaded import DevnetThread
 from tests.conftest import GolemEnv
+from tests.support.threaded import DevnetThread
 from tests.test_startup import imported_packages
 
 ORM = {"sqlalchemy", "alembic", "aiosqlite", "greenlet"}

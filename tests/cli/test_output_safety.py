@@ -9,9 +9,9 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from tests.support.threaded import DevnetThread
 from tests.conftest import GOLEM, GolemEnv, assert_ok, run_golem
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 HOSTILE = "boom \x1b]0;owned\x07 \x85 \u202egnp.exe\u200b ok"
 

@@ -9,12 +9,12 @@ import asyncio
 
 import pytest
 
-from tests.support.threaded import DevnetThread
 from requestor.services.actions import Action, BulkReport, Result, run_action, select_vms
 from requestor.services.runtime import open_services
 from requestor.settings import load_settings
 from tests.conftest import GolemEnv, run_golem
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 
 async def test_a_timeout_around_a_bulk_action_cancels_it(

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.threaded import DevnetThread
 from tests.conftest import GolemEnv, run_golem
 from tests.helpers import SMALL_VM, db_rows
+from tests.support.threaded import DevnetThread
 
 
 @pytest.fixture

@@ -191,3 +191,16 @@ def test_golem_help_loads_only_the_devnet_cli_module(golem_env: GolemEnv) -> Non
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Run a local Golem network" in done.stdout
     assert done.stderr.split() == ["golem_devnet", "golem_devnet.cli", "golem_devnet.routes"]
+
+
+def test_the_two_distributions_pin_each_other_at_their_versions() -> None:
+    """Released together from one repository: golem-vm-requestor[devnet] wants this
+    golem-vm-devnet, which wants this golem-vm-requestor (make's one pip call
+    resolves both from the checkout only while these agree)."""
+    import tomllib
+
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    devnet = tomllib.loads((REPO / "devnet" / "pyproject.toml").read_text())["project"]
+    assert (root["name"], devnet["name"]) == ("golem-vm-requestor", "golem-vm-devnet")
+    assert root["optional-dependencies"]["devnet"] == [f"golem-vm-devnet=={devnet['version']}"]
+    assert f"golem-vm-requestor=={root['version']}" in devnet["dependencies"]

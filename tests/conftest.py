@@ -5,6 +5,7 @@ subprocess."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,13 @@ GOLEM = Path(sys.executable).with_name("golem")
 NETGUARD_DIR = Path(__file__).resolve().parent / "netguard"
 
 install_network_guard()
+
+# Started in the background by a non-interactive shell (`make test &`, some CI
+# runners), pytest inherits SIGINT ignored, and so would every golem it starts:
+# the Ctrl-C tests would then see golem ignore Ctrl-C. A Python handler here
+# becomes the default disposition again in each child after exec.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass

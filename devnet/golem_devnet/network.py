@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from golem_devnet.admin import add_admin_routes
+from golem_devnet.current import CurrentOptions, add_current_routes, make_node, plan_generations
 from golem_devnet.discovery import DEFAULT_AD_TTL_S, AdvertisementStore, DiscoveryService
 from golem_devnet.faults import Faults
 from golem_devnet.provider import API_PORT, ProviderNode, ProviderSpec, make_provider_app
@@ -127,6 +128,9 @@ class Devnet:
         faults: Faults | None = None,
         provider_faults: Mapping[str, Faults] | None = None,
         capacity_scale: int = 1,
+        current: int = 0,
+        current_options: CurrentOptions | None = None,
+        provider_current_options: Mapping[str, CurrentOptions] | None = None,
     ) -> None:
         if not 1 <= providers <= MAX_PROVIDERS:
             raise ValueError(f"providers must be between 1 and {MAX_PROVIDERS}")
@@ -150,6 +154,10 @@ class Devnet:
             spec.provider_id: (provider_faults or {}).get(spec.provider_id, default)
             for spec in self.specs
         }
+        # The last ``current`` providers speak the current generation (golem_devnet.current).
+        self._current = plan_generations(
+            self.specs, current, current_options, provider_current_options
+        )
         self.store = AdvertisementStore(ttl_s=ad_ttl_s)
         self.nodes: list[ProviderNode] = []
         self._by_address: dict[str, ProviderNode] = {}
@@ -226,18 +234,22 @@ class Devnet:
         shutil.rmtree(self.state_dir / "vms", ignore_errors=True)
         (self.state_dir / "vms").mkdir(parents=True, exist_ok=True)
 
+        provider_app = make_provider_app(self._by_address.get)
+        add_current_routes(provider_app)
         self._provider_runner = web.AppRunner(
-            make_provider_app(self._by_address.get),
+            provider_app,
             access_log=None,
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
         )
         await self._provider_runner.setup()
-        for spec in self.specs:
-            node = ProviderNode(
+        for index, spec in enumerate(self.specs):
+            node = make_node(
                 spec,
+                index,
                 self.state_dir / "vms",
                 self._initial_faults[spec.provider_id],
                 self._advertise,
+                self._current.get(spec.provider_id),
             )
             self.nodes.append(node)
             self._by_address[spec.ip_address] = node

@@ -22,7 +22,7 @@ import asyncssh
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from golem_devnet.faults import OVERSIZED_BODY_BYTES, Faults, RouteName
+from golem_devnet.faults import OVERSIZED_BODY_BYTES, Faults
 from golem_devnet.http import Handler, detail, json_response, now_iso, parse_body
 from golem_devnet.proxy import TcpProxy
 from golem_devnet.vm import VMServer, prepare_vm_root
@@ -161,7 +161,19 @@ class DevnetVM:
 
 
 class ProviderNode:
-    """One provider: its VMs, its free resources and its faults."""
+    """One provider: its VMs, its free resources and its faults.
+
+    This is the legacy generation; ``golem_devnet.current.CurrentProviderNode``
+    speaks the current one through the three hooks below.
+    """
+
+    generation = "legacy"
+    # Routes this provider does not have: answered as absent (404/405, like FastAPI).
+    absent_routes: frozenset[str] = frozenset()
+
+    def route_override(self, name: str | None) -> Handler | None:
+        """A handler that answers route ``name`` instead of the app's, or None."""
+        return None
 
     def __init__(
         self,
@@ -219,6 +231,7 @@ class ProviderNode:
                 "storage": self.spec.storage,
             },
             "free": self.free(),
+            "generation": self.generation,
             "faults": self.faults.model_dump(mode="json"),
             "vms": [
                 {
@@ -416,7 +429,7 @@ def _route_name(request: web.Request) -> str | None:
     return route.name if route is not None else None
 
 
-def _absent(request: web.Request, missing: frozenset[RouteName]) -> web.Response:
+def _absent(request: web.Request, missing: frozenset[str]) -> web.Response:
     # FastAPI: a path that another method still serves answers 405, otherwise 404.
     resource = request.match_info.route.resource
     path = resource.canonical if resource is not None else None
@@ -480,13 +493,14 @@ def _fault_middleware(lookup: ProviderLookup) -> Any:
             await request.read()
             await asyncio.sleep(faults.latency_ms / 1000)
         name = _route_name(request)
-        if name in faults.missing_routes:
-            response: web.StreamResponse = _absent(request, faults.missing_routes)
+        missing = faults.missing_routes | node.absent_routes
+        if name in missing:
+            response: web.StreamResponse = _absent(request, missing)
         elif node.should_fail():
             response = detail("Injected fault", 500)
         else:
             try:
-                response = await handler(request)
+                response = await (node.route_override(name) or handler)(request)
             except web.HTTPMethodNotAllowed:
                 response = detail("Method Not Allowed", 405)
             except web.HTTPNotFound:

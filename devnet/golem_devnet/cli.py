@@ -622,3 +622,94 @@ def status(discovery_url: str | None, as_json: bool) -> None:
             )
         )
     Console(highlight=False).print(table)
+
+
+@devnet.command("current")
+@click.argument("provider_id")
+@click.option("--payments", is_flag=True, help="Require a payment stream (stream_id) to create.")
+@click.option("--fail-jobs", is_flag=True, help="Every async create job fails.")
+@click.option("--hold-jobs", is_flag=True, help="Async jobs stay 'creating' until released.")
+@click.option(
+    "--job-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds an async job stays 'creating'.",
+)
+@click.option(
+    "--hold-ssh-proxy",
+    is_flag=True,
+    help="New VMs run with ssh_port null (access 202) until released.",
+)
+@click.option(
+    "--ssh-proxy-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds a new VM runs with ssh_port null (access 202).",
+)
+@click.option(
+    "--provider-info-id",
+    metavar="ID",
+    help="/provider/info reports this provider_id instead of the advertised one.",
+)
+@click.option("--no-pricing", is_flag=True, help="Advertise pricing null.")
+@_discovery_url_option
+def current_options(
+    provider_id: str,
+    payments: bool,
+    fail_jobs: bool,
+    hold_jobs: bool,
+    job_delay: float,
+    hold_ssh_proxy: bool,
+    ssh_proxy_delay: float,
+    provider_info_id: str | None,
+    no_pricing: bool,
+    discovery_url: str | None,
+) -> None:
+    """Set a running current-generation provider's options (replacing its earlier ones).
+
+    They apply to creates from now on; with no option the provider is a healthy
+    current one with payments off. Prices go back to the devnet's defaults.
+
+    \b
+    Example:
+      golem devnet current devnet-provider-03 --payments
+    """
+    from golem_devnet.current import CurrentOptions
+
+    body = {
+        "payments": payments,
+        "fail_jobs": fail_jobs,
+        "hold_jobs": hold_jobs,
+        "job_delay_s": job_delay,
+        "hold_ssh_proxy": hold_ssh_proxy,
+        "ssh_proxy_delay_s": ssh_proxy_delay,
+        "provider_info_id": provider_info_id,
+        "advertise_pricing": not no_pricing,
+    }
+    base = _discovery_url(discovery_url)
+    path = f"/devnet/providers/{urllib.parse.quote(provider_id, safe='')}/current"
+    answer = _admin_call(base, "PUT", path, body)
+    click.echo(
+        f"{answer['provider_id']}: {CurrentOptions.model_validate(answer['current']).describe()}"
+    )
+
+
+@devnet.command()
+@click.argument("provider_id")
+@click.option("--jobs/--no-jobs", default=True, show_default=True, help="Release waiting jobs.")
+@click.option(
+    "--ssh-proxy/--no-ssh-proxy",
+    default=True,
+    show_default=True,
+    help="Publish the SSH port of VMs waiting for it.",
+)
+@_discovery_url_option
+def release(provider_id: str, jobs: bool, ssh_proxy: bool, discovery_url: str | None) -> None:
+    """End what a current provider holds or delays now: async jobs, unpublished SSH ports."""
+    base = _discovery_url(discovery_url)
+    path = f"/devnet/providers/{urllib.parse.quote(provider_id, safe='')}/release"
+    answer = _admin_call(base, "POST", path, {"jobs": jobs, "ssh_proxy": ssh_proxy})
+    click.echo(
+        f"{answer['provider_id']}: released {len(answer['jobs'])} job(s), "
+        f"{len(answer['ssh_proxy'])} SSH port(s)"
+    )

@@ -27,12 +27,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from golem_devnet.admin import is_loopback_host_header, is_loopback_peer
+from golem_devnet.admin import _loopback_only, is_loopback_host_header, is_loopback_peer
 from golem_devnet.faults import Faults
 from golem_devnet.http import Handler, detail, json_response, parse_body
 from golem_devnet.provider import (
@@ -666,6 +666,66 @@ def make_node(
     return CurrentProviderNode(spec, vms_dir, faults, on_change, index=index, options=options)
 
 
+class _Nodes(Protocol):
+    def node(self, provider_id: str) -> ProviderNode: ...
+
+
+class Release(BaseModel):
+    """Body of the admin release route: which waits to end now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: bool = True
+    ssh_proxy: bool = True
+
+
+def add_current_admin_routes(app: web.Application, devnet: _Nodes) -> None:
+    """Devnet-only admin routes (on discovery, loopback only, like golem_devnet.admin)::
+
+    PUT  /devnet/providers/{provider_id}/current   body: CurrentOptions (replaces)
+    POST /devnet/providers/{provider_id}/release   body: {"jobs": bool, "ssh_proxy": bool}
+    """
+
+    def lookup(request: web.Request) -> CurrentProviderNode | web.Response:
+        provider_id = request.match_info["provider_id"]
+        try:
+            return current_node(devnet.node(provider_id))
+        except KeyError:
+            return detail("Provider not found", 404)
+        except ValueError as error:
+            return detail(str(error), 409)
+
+    async def put_options(request: web.Request) -> web.Response:
+        node = lookup(request)
+        if isinstance(node, web.Response):
+            return node
+        options = await parse_body(request, CurrentOptions)
+        if isinstance(options, web.Response):
+            return options
+        node.set_options(options)
+        return json_response(
+            {"provider_id": node.provider_id, "current": options.model_dump(mode="json")}
+        )
+
+    async def release(request: web.Request) -> web.Response:
+        node = lookup(request)
+        if isinstance(node, web.Response):
+            return node
+        body = await parse_body(request, Release)
+        if isinstance(body, web.Response):
+            return body
+        jobs = await node.release_jobs() if body.jobs else []
+        names = node.release_ssh_proxy() if body.ssh_proxy else []
+        return json_response({"provider_id": node.provider_id, "jobs": jobs, "ssh_proxy": names})
+
+    app.router.add_put(
+        "/devnet/providers/{provider_id}/current", _loopback_only(put_options, changes_state=True)
+    )
+    app.router.add_post(
+        "/devnet/providers/{provider_id}/release", _loopback_only(release, changes_state=True)
+    )
+
+
 def current_node(node: ProviderNode) -> CurrentProviderNode:
     """``node`` as a current provider; ``ValueError`` if it is legacy."""
     if not isinstance(node, CurrentProviderNode):
@@ -679,6 +739,7 @@ __all__ = [
     "CurrentProviderNode",
     "Generation",
     "Pricing",
+    "add_current_admin_routes",
     "add_current_routes",
     "current_node",
     "make_node",

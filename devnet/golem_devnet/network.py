@@ -18,7 +18,13 @@ import aiohttp
 from aiohttp import web
 
 from golem_devnet.admin import add_admin_routes
-from golem_devnet.current import CurrentOptions, add_current_routes, make_node, plan_generations
+from golem_devnet.current import (
+    CurrentOptions,
+    add_current_admin_routes,
+    add_current_routes,
+    make_node,
+    plan_generations,
+)
 from golem_devnet.discovery import DEFAULT_AD_TTL_S, AdvertisementStore, DiscoveryService
 from golem_devnet.faults import Faults
 from golem_devnet.provider import API_PORT, ProviderNode, ProviderSpec, make_provider_app
@@ -219,6 +225,7 @@ class Devnet:
         discovery = DiscoveryService(self.store)
         app = discovery.make_app()
         add_admin_routes(app, self)
+        add_current_admin_routes(app, self)
         self._discovery_runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
         )

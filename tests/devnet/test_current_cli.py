@@ -135,3 +135,58 @@ def test_status_shows_each_providers_generation(
     listed = json.loads(result.output)
     assert [p["generation"] for p in listed] == ["legacy", "current", "current"]
     assert listed[2]["current"]["payments"] is True and "current" not in listed[0]
+
+
+async def test_admin_routes_change_options_and_release(devnet_factory: DevnetFactory) -> None:
+    net = devnet_factory(providers=2, current=1)
+    legacy, current = net.providers
+    admin = f"{net.admin_url}/providers"
+    headers = {"Content-Type": "application/json"}
+    status, answer = await _call(
+        "PUT", f"{admin}/{current.provider_id}/current", json={"hold_jobs": True}, headers=headers
+    )
+    assert status == 200 and answer["current"]["hold_jobs"] is True
+    key, _ = new_key()
+    _, job = await _call("POST", f"{current.api_url}/vms?async=true", json=vm_body("held", key))
+    status, answer = await _call(
+        "POST", f"{admin}/{current.provider_id}/release", json={}, headers=headers
+    )
+    assert status == 200 and answer["jobs"] == [job["job_id"]]
+    _, job = await _call("GET", f"{current.api_url}/vms/jobs/{job['job_id']}")
+    assert job["status"] == "ready"
+
+    status, answer = await _call(
+        "PUT", f"{admin}/{legacy.provider_id}/current", json={}, headers=headers
+    )
+    assert (status, answer) == (409, {"detail": f"{legacy.provider_id} is a legacy provider"})
+    status, _ = await _call("PUT", f"{admin}/nobody/current", json={}, headers=headers)
+    assert status == 404
+    status, _ = await _call(
+        "PUT", f"{admin}/{current.provider_id}/current", json={"bogus": 1}, headers=headers
+    )
+    assert status == 422
+    # Like every admin route: a JSON content type, or no change.
+    status, _ = await _call("PUT", f"{admin}/{current.provider_id}/current", data=b"{}")
+    assert status == 415
+
+
+def test_current_and_release_commands(
+    golem: Any, golem_env: GolemEnv, devnet_factory: DevnetFactory
+) -> None:
+    net = devnet_factory(providers=2, current=1)
+    legacy, current = net.providers
+    env = {"GOLEM_REQUESTOR_DISCOVERY_URL": net.discovery_url}
+    result = golem("devnet", "current", current.provider_id, "--payments", "--hold-jobs", env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{current.provider_id}: payments hold_jobs" in result.output
+    summary = {s["provider_id"]: s for s in net.summaries()}[current.provider_id]
+    assert summary["current"]["payments"] is True
+
+    result = golem("devnet", "release", current.provider_id, env=env)
+    assert result.exit_code == 0, result.output
+    assert "released 0 job(s), 0 SSH port(s)" in result.output
+
+    result = golem("devnet", "current", current.provider_id, env=env)
+    assert f"{current.provider_id}: -" in result.output
+    result = golem("devnet", "current", legacy.provider_id, env=env)
+    assert result.exit_code == 1 and "legacy provider" in result.output

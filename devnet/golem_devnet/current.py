@@ -259,6 +259,13 @@ class CurrentProviderNode(ProviderNode):
             "jobs": [job.answer() for job in self.jobs.values()],
         }
 
+    async def _create_locked(self, request: VMCreate) -> DevnetVM:
+        # The VM's port window opens in the same step that registers the VM: no
+        # answer in between shows the port of a VM whose proxy is not published.
+        vm = await super()._create_locked(request)
+        self._made(vm, getattr(request, "stream_id", None))
+        return vm
+
     async def shutdown(self) -> None:
         for handle in self.unpublished.values():
             if handle is not None:
@@ -373,7 +380,6 @@ class CurrentProviderNode(ProviderNode):
                 {"job_id": job.job_id, "vm_id": job.vm_id, "status": "creating"}, 202
             )
         vm = await self.create_vm(body)
-        self._made(vm, body.stream_id)
         return json_response(self.vm_info(vm))
 
     async def _run_job(self, job: Job) -> None:
@@ -384,7 +390,7 @@ class CurrentProviderNode(ProviderNode):
                 raise ProviderError(
                     f"Failed to create VM {name}: the devnet was told to fail jobs (fail_jobs)"
                 )
-            vm = await self.create_vm(job.body)
+            await self.create_vm(job.body)
         except ProviderError as error:
             message = str(error)
             if not message.startswith(f"Failed to create VM {name}"):
@@ -394,9 +400,6 @@ class CurrentProviderNode(ProviderNode):
             job.finish("failed", f"Failed to create VM {name}: cancelled")
             raise
         else:
-            # The same step as the one that takes the name out of pending: no answer
-            # in between shows the new VM with its port.
-            self._made(vm, job.body.stream_id)
             job.finish("ready")
         finally:
             if self.pending.get(name) is job:
@@ -615,8 +618,8 @@ async def _absent_route(request: web.Request) -> web.Response:
 def add_current_routes(app: web.Application) -> None:
     """Register the routes only the current generation has (legacy providers: 404).
 
-    Call before the app's runner is set up. The job route comes before anything
-    that could take ``jobs`` for a VM name.
+    Call before the app's runner is set up. (``/vms/jobs/access`` still reaches
+    the access route of a VM named ``jobs``, registered first; job ids are UUIDs.)
     """
     app.router.add_get("/api/v1/vms/jobs/{job_id}", _absent_route, name="job", allow_head=False)
     app.router.add_get(

@@ -163,8 +163,9 @@ class DevnetVM:
 class ProviderNode:
     """One provider: its VMs, its free resources and its faults.
 
-    This is the legacy generation; ``golem_devnet.current.CurrentProviderNode``
-    speaks the current one through the three hooks below.
+    This is the legacy generation. ``golem_devnet.current.CurrentProviderNode``,
+    a subclass, speaks the current one through the three hooks below and by
+    extending ``advertisement``, ``summary``, ``_create_locked`` and ``shutdown``.
     """
 
     generation = "legacy"

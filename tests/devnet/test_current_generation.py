@@ -463,3 +463,48 @@ async def test_admin_shutdown_stops_only_that_provider(devnet_factory: DevnetFac
     assert summary[current.provider_id]["faults"]["offline"] is True
     net.clear_faults(current.provider_id)
     assert (await _call("GET", f"{current.api_url}/provider/info"))[0] == 200
+
+
+async def test_admin_shutdown_wants_a_loopback_host(devnet_factory: DevnetFactory) -> None:
+    _, _, current = _pair(devnet_factory)
+    status, answer = await _call(
+        "POST", f"{current.api_url}/admin/shutdown", headers={"Host": "rebound.example"}
+    )
+    assert (status, answer) == (403, {"detail": "Forbidden"})
+    assert (await _call("GET", f"{current.api_url}/provider/info"))[0] == 200
+
+
+# --- faults and resources still apply ------------------------------------------------------------
+
+
+async def test_jobs_that_outgrow_the_provider_fail_cleanly(devnet_factory: DevnetFactory) -> None:
+    net, _, current = _pair(devnet_factory, current_options=CurrentOptions(hold_jobs=True))
+    accepted = []
+    for name in ("big-a", "big-b"):
+        body = vm_body(name, KEY, cpu=current.cpu, memory=1)
+        status, answer = await _call("POST", f"{current.api_url}/vms?async=true", json=body)
+        assert status == 202
+        accepted.append(answer["job_id"])
+    assert sorted(net.release_jobs(current.provider_id)) == sorted(accepted)
+    jobs = [(await _call("GET", f"{current.api_url}/vms/jobs/{job_id}"))[1] for job_id in accepted]
+    assert sorted(job["status"] for job in jobs) == ["failed", "ready"]
+    [failed] = [job for job in jobs if job["status"] == "failed"]
+    assert failed["error"] == f"Failed to create VM {failed['vm_id']}: An unexpected error occurred"
+    _, vms = await _call("GET", f"{current.api_url}/vms")
+    assert [vm["name"] for vm in vms] == [next(j["vm_id"] for j in jobs if j["status"] == "ready")]
+    assert (await _ad(net, current.provider_id))["resources"]["cpu"] == 0
+
+
+async def test_faults_apply_to_current_providers_too(devnet_factory: DevnetFactory) -> None:
+    net, _, current = _pair(devnet_factory)
+    net.set_faults(current.provider_id, missing_routes=frozenset({"stop"}))
+    await _call("POST", f"{current.api_url}/vms", json=vm_body("faulty", KEY))
+    assert await _call("POST", f"{current.api_url}/vms/faulty/stop") == (
+        404,
+        {"detail": "Not Found"},
+    )
+    net.set_faults(current.provider_id, error_rate=1.0)
+    assert await _call("GET", f"{current.api_url}/provider/info") == (
+        500,
+        {"detail": "Injected fault"},
+    )

@@ -30,6 +30,7 @@ from requestor.cli.context import AppContext
 from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
+    from golem_devnet.current import CurrentOptions
     from golem_devnet.faults import Faults
     from golem_devnet.network import Devnet
 
@@ -214,6 +215,41 @@ def devnet() -> None:
     multiple=True,
     help="Any fault for one provider, e.g. devnet-provider-02:latency_ms=500 (repeatable).",
 )
+@click.option(
+    "--current",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="How many providers (the last ones) speak the current provider generation: "
+    "async create, /provider/info, /summary, pricing, stop but no start.",
+)
+@click.option(
+    "--payments",
+    metavar="PROVIDER_ID",
+    multiple=True,
+    help="Current provider that requires a payment stream: create without stream_id is "
+    "refused (repeatable).",
+)
+@click.option(
+    "--job-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds an async create job stays 'creating' on current providers.",
+)
+@click.option(
+    "--ssh-proxy-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds a new VM on a current provider runs with ssh_port null (access 202).",
+)
+@click.option(
+    "--current-option",
+    "current_specs",
+    metavar="PROVIDER_ID:KEY=VALUE",
+    multiple=True,
+    help="Any current-generation option for one current provider, e.g. "
+    "devnet-provider-03:fail_jobs=true (repeatable).",
+)
 @click.pass_context
 def up(
     ctx: click.Context,
@@ -226,6 +262,11 @@ def up(
     capacity_scale: int,
     fault_specs: tuple[str, ...],
     faults: dict[str, Any],
+    current: int,
+    payments: tuple[str, ...],
+    job_delay: float,
+    ssh_proxy_delay: float,
+    current_specs: tuple[str, ...],
 ) -> None:
     """Start a devnet in the foreground; Ctrl-C stops it.
 
@@ -237,6 +278,7 @@ def up(
     from click.core import ParameterSource
     from pydantic import ValidationError
 
+    from golem_devnet.current import CurrentOptions
     from golem_devnet.faults import Faults
     from golem_devnet.network import (
         DEFAULT_DISCOVERY_HOST,
@@ -272,6 +314,11 @@ def up(
     except ValidationError as error:
         raise InputError(f"Invalid fault: {_first_error(error)}") from None
     try:
+        current_base = CurrentOptions(job_delay_s=job_delay, ssh_proxy_delay_s=ssh_proxy_delay)
+        per_current = _current_options(current_base, payments, current_specs)
+    except ValidationError as error:
+        raise InputError(f"Invalid current-generation option: {_first_error(error)}") from None
+    try:
         net = Devnet(
             state_dir or default_state_dir(),
             providers,
@@ -282,6 +329,9 @@ def up(
             faults=base,
             provider_faults=per_provider,
             capacity_scale=capacity_scale,
+            current=current,
+            current_options=current_base,
+            provider_current_options=per_current,
         )
     except UnknownProviderError as error:
         raise InputError(
@@ -315,6 +365,39 @@ def _provider_faults(
         provider_id: type(base).model_validate({**base.model_dump(), **values})
         for provider_id, values in changes.items()
     }
+
+
+def _current_options(
+    base: CurrentOptions, payments: tuple[str, ...], specs: tuple[str, ...]
+) -> dict[str, CurrentOptions]:
+    changes: dict[str, dict[str, Any]] = {
+        provider_id: {"payments": True} for provider_id in payments
+    }
+    for spec in specs:
+        provider_id, sep, assignment = spec.partition(":")
+        key, eq, value = assignment.partition("=")
+        if not (sep and eq and provider_id and key):
+            raise InputError(
+                f"Invalid --current-option {spec!r}",
+                "Write it as PROVIDER_ID:KEY=VALUE, e.g. devnet-provider-03:fail_jobs=true.",
+            )
+        changes.setdefault(provider_id, {})[key.strip().replace("-", "_")] = value
+    return {
+        provider_id: type(base).model_validate({**base.model_dump(), **values})
+        for provider_id, values in changes.items()
+    }
+
+
+def _generation(item: dict[str, Any]) -> str:
+    """``legacy``, or ``current`` with the options that differ from the default."""
+    generation = str(item.get("generation", "legacy"))
+    options = item.get("current")
+    if generation != "current" or not isinstance(options, dict):
+        return generation
+    from golem_devnet.current import CurrentOptions
+
+    described = CurrentOptions.model_validate(options).describe()
+    return generation if described == "-" else f"{generation} ({described})"
 
 
 def _first_error(error: Any) -> str:
@@ -381,7 +464,8 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
 
     console = Console(stderr=True, highlight=False)
     table = Table(title=f"Devnet: {len(net.specs)} providers, discovery at {net.discovery_url}")
-    for column in ("Provider ID", "Address", "Country", "CPU", "Memory", "Storage", "Faults"):
+    columns = ("Provider ID", "Address", "Country", "CPU", "Memory", "Storage", "Generation")
+    for column in (*columns, "Faults"):
         table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
     for node in net.nodes[:_SUMMARY_ROWS]:
         spec = node.spec
@@ -392,10 +476,12 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
             str(spec.cpu),
             f"{spec.memory} GB",
             f"{spec.storage} GB",
+            _generation(node.summary()),
             node.faults.describe(),
         )
     if len(net.nodes) > _SUMMARY_ROWS:
-        table.add_row(f"... and {len(net.nodes) - _SUMMARY_ROWS} more", "", "", "", "", "", "")
+        more = f"... and {len(net.nodes) - _SUMMARY_ROWS} more"
+        table.add_row(more, *[""] * len(columns))
     console.print(table)
     console.print(f"State: {net.state_dir}  (a devnet VM runs as you: it is not isolation)")
     console.print(f"In another shell:  source {env_file}")
@@ -503,8 +589,20 @@ def fault(
 
 @devnet.command()
 @_discovery_url_option
-def status(discovery_url: str | None) -> None:
-    """Show a running devnet's providers, their faults and their VMs."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print what GET /devnet/providers answers (a JSON list), one key per field.",
+)
+def status(discovery_url: str | None, as_json: bool) -> None:
+    """Show a running devnet's providers, their generation, faults and VMs."""
+    base = _discovery_url(discovery_url)
+    providers = _admin_call(base, "GET", "/devnet/providers")
+    if as_json:
+        click.echo(json.dumps(providers, indent=2))
+        return
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -512,10 +610,9 @@ def status(discovery_url: str | None) -> None:
     from golem_devnet.faults import Faults
     from requestor.text import clean
 
-    base = _discovery_url(discovery_url)
-    providers = _admin_call(base, "GET", "/devnet/providers")
     table = Table(title=f"Devnet at {base}")
-    for column in ("Provider ID", "Address", "Country", "Free CPU/Mem/Disk", "Faults", "VMs"):
+    columns = ("Provider ID", "Address", "Country", "Free CPU/Mem/Disk", "Generation", "Faults")
+    for column in (*columns, "VMs"):
         table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
     for item in providers:
         free = item["free"]
@@ -528,9 +625,101 @@ def status(discovery_url: str | None) -> None:
                     item["ip_address"],
                     item["country"],
                     f"{free['cpu']}/{free['memory']}/{free['storage']}",
+                    _generation(item),
                     Faults.model_validate(item["faults"]).describe(),
                     vms or "-",
                 )
             )
         )
     Console(highlight=False).print(table)
+
+
+@devnet.command("current")
+@click.argument("provider_id")
+@click.option("--payments", is_flag=True, help="Require a payment stream (stream_id) to create.")
+@click.option("--fail-jobs", is_flag=True, help="Every async create job fails.")
+@click.option("--hold-jobs", is_flag=True, help="Async jobs stay 'creating' until released.")
+@click.option(
+    "--job-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds an async job stays 'creating'.",
+)
+@click.option(
+    "--hold-ssh-proxy",
+    is_flag=True,
+    help="New VMs run with ssh_port null (access 202) until released.",
+)
+@click.option(
+    "--ssh-proxy-delay",
+    type=click.FloatRange(0.0, 3600.0),
+    default=0.0,
+    help="Seconds a new VM runs with ssh_port null (access 202).",
+)
+@click.option(
+    "--provider-info-id",
+    metavar="ID",
+    help="/provider/info reports this provider_id instead of the advertised one.",
+)
+@click.option("--no-pricing", is_flag=True, help="Advertise pricing null.")
+@_discovery_url_option
+def current_options(
+    provider_id: str,
+    payments: bool,
+    fail_jobs: bool,
+    hold_jobs: bool,
+    job_delay: float,
+    hold_ssh_proxy: bool,
+    ssh_proxy_delay: float,
+    provider_info_id: str | None,
+    no_pricing: bool,
+    discovery_url: str | None,
+) -> None:
+    """Set a running current-generation provider's options (replacing its earlier ones).
+
+    They apply to creates from now on; with no option the provider is a healthy
+    current one with payments off. Prices go back to the devnet's defaults.
+
+    \b
+    Example:
+      golem devnet current devnet-provider-03 --payments
+    """
+    from golem_devnet.current import CurrentOptions
+
+    body = {
+        "payments": payments,
+        "fail_jobs": fail_jobs,
+        "hold_jobs": hold_jobs,
+        "job_delay_s": job_delay,
+        "hold_ssh_proxy": hold_ssh_proxy,
+        "ssh_proxy_delay_s": ssh_proxy_delay,
+        "provider_info_id": provider_info_id,
+        "advertise_pricing": not no_pricing,
+    }
+    base = _discovery_url(discovery_url)
+    path = f"/devnet/providers/{urllib.parse.quote(provider_id, safe='')}/current"
+    answer = _admin_call(base, "PUT", path, body)
+    click.echo(
+        f"{answer['provider_id']}: {CurrentOptions.model_validate(answer['current']).describe()}"
+    )
+
+
+@devnet.command()
+@click.argument("provider_id")
+@click.option("--jobs/--no-jobs", default=True, show_default=True, help="Release waiting jobs.")
+@click.option(
+    "--ssh-proxy/--no-ssh-proxy",
+    default=True,
+    show_default=True,
+    help="Publish the SSH port of VMs waiting for it.",
+)
+@_discovery_url_option
+def release(provider_id: str, jobs: bool, ssh_proxy: bool, discovery_url: str | None) -> None:
+    """End what a current provider holds or delays now: async jobs, unpublished SSH ports."""
+    base = _discovery_url(discovery_url)
+    path = f"/devnet/providers/{urllib.parse.quote(provider_id, safe='')}/release"
+    answer = _admin_call(base, "POST", path, {"jobs": jobs, "ssh_proxy": ssh_proxy})
+    click.echo(
+        f"{answer['provider_id']}: released {len(answer['jobs'])} job(s), "
+        f"{len(answer['ssh_proxy'])} SSH port(s)"
+    )

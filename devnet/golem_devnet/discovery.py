@@ -34,12 +34,27 @@ class Resources(BaseModel):
     storage: int = Field(ge=0)
 
 
+class Pricing(BaseModel):
+    """Monthly prices a current-generation provider advertises (discovery 0.1.25)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    usd_per_core_month: float | None = None
+    usd_per_gb_ram_month: float | None = None
+    usd_per_gb_storage_month: float | None = None
+    glm_per_core_month: float | None = None
+    glm_per_gb_ram_month: float | None = None
+    glm_per_gb_storage_month: float | None = None
+
+
 class AdvertisementIn(BaseModel):
+    # Unknown fields (a current provider's "platform") are dropped.
     model_config = ConfigDict(extra="ignore")
 
     ip_address: str
     country: str = Field(pattern=r"^[A-Z]{2}$")
     resources: Resources
+    pricing: Pricing | None = None
 
     @field_validator("ip_address")
     @classmethod
@@ -99,6 +114,9 @@ class AdvertisementStore:
             "created_at": earlier.body["created_at"] if earlier else stamp,
             "updated_at": stamp,
         }
+        if "pricing" in ad.model_fields_set:
+            # Kept as sent, null included; a legacy provider sends none and its ad has no key.
+            body["pricing"] = ad.pricing.model_dump() if ad.pricing else None
         self._ads[provider_id] = _Stored(body, self._clock())
         return body
 

@@ -18,6 +18,13 @@ import aiohttp
 from aiohttp import web
 
 from golem_devnet.admin import add_admin_routes
+from golem_devnet.current import (
+    CurrentOptions,
+    add_current_admin_routes,
+    add_current_routes,
+    make_node,
+    plan_generations,
+)
 from golem_devnet.discovery import (
     DEFAULT_AD_TTL_S,
     AdvertisementStore,
@@ -139,6 +146,9 @@ class Devnet:
         provider_faults: Mapping[str, Faults] | None = None,
         capacity_scale: int = 1,
         clock: Clock | None = None,
+        current: int = 0,
+        current_options: CurrentOptions | None = None,
+        provider_current_options: Mapping[str, CurrentOptions] | None = None,
     ) -> None:
         if not 1 <= providers <= MAX_PROVIDERS:
             raise ValueError(f"providers must be between 1 and {MAX_PROVIDERS}")
@@ -162,6 +172,10 @@ class Devnet:
             spec.provider_id: (provider_faults or {}).get(spec.provider_id, default)
             for spec in self.specs
         }
+        # The last ``current`` providers speak the current generation (golem_devnet.current).
+        self._current = plan_generations(
+            self.specs, current, current_options, provider_current_options
+        )
         # clock: discovery's time (advertisement expiry and stamps); tests move it.
         self.store = AdvertisementStore(ttl_s=ad_ttl_s, clock=clock)
         self.readvertise_rounds = 0
@@ -227,6 +241,7 @@ class Devnet:
         discovery = DiscoveryService(self.store)
         app = discovery.make_app()
         add_admin_routes(app, self)
+        add_current_admin_routes(app, self)
         self._discovery_runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
         )
@@ -242,18 +257,22 @@ class Devnet:
         shutil.rmtree(self.state_dir / "vms", ignore_errors=True)
         (self.state_dir / "vms").mkdir(parents=True, exist_ok=True)
 
+        provider_app = make_provider_app(self._by_address.get)
+        add_current_routes(provider_app)
         self._provider_runner = web.AppRunner(
-            make_provider_app(self._by_address.get),
+            provider_app,
             access_log=None,
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
         )
         await self._provider_runner.setup()
-        for spec in self.specs:
-            node = ProviderNode(
+        for index, spec in enumerate(self.specs):
+            node = make_node(
                 spec,
+                index,
                 self.state_dir / "vms",
                 self._initial_faults[spec.provider_id],
                 self._advertise,
+                self._current.get(spec.provider_id),
                 self._request_logged,
             )
             self.nodes.append(node)

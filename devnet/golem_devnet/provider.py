@@ -204,7 +204,20 @@ class DevnetVM:
 
 
 class ProviderNode:
-    """One provider: its VMs, its free resources and its faults."""
+    """One provider: its VMs, its free resources and its faults.
+
+    This is the legacy generation. ``golem_devnet.current.CurrentProviderNode``,
+    a subclass, speaks the current one through the three hooks below and by
+    extending ``advertisement``, ``summary``, ``_create_locked`` and ``shutdown``.
+    """
+
+    generation = "legacy"
+    # Routes this provider does not have: answered as absent (404/405, like FastAPI).
+    absent_routes: frozenset[RouteName] = frozenset()
+
+    def route_override(self, name: str | None) -> Handler | None:
+        """A handler that answers route ``name`` instead of the app's, or None."""
+        return None
 
     def __init__(
         self,
@@ -334,6 +347,7 @@ class ProviderNode:
                 "storage": self.spec.storage,
             },
             "free": self.free(),
+            "generation": self.generation,
             "faults": self.faults.model_dump(mode="json"),
             "vms": [
                 {
@@ -626,13 +640,14 @@ async def _answer(
     faults = node.faults
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
-    if name in faults.missing_routes:
-        response: web.StreamResponse = _absent(request, faults.missing_routes)
+    missing = faults.missing_routes | node.absent_routes
+    if name in missing:
+        response: web.StreamResponse = _absent(request, missing)
     elif node.should_fail():
         response = detail("Injected fault", 500)
     else:
         try:
-            response = await handler(request)
+            response = await (node.route_override(name) or handler)(request)
         except web.HTTPMethodNotAllowed:
             response = detail("Method Not Allowed", 405)
         except web.HTTPNotFound:

@@ -6,9 +6,38 @@ from __future__ import annotations
 
 from typing import Literal
 
-# Named after what they do.
-RouteName = Literal["create", "list", "get", "access", "stop", "start", "delete"]
-ROUTE_NAMES: tuple[RouteName, ...] = ("create", "list", "get", "access", "stop", "start", "delete")
+# Named after what they do. The last six only the current generation serves
+# (golem_devnet.current); a legacy provider answers them 404 "Not Found".
+RouteName = Literal[
+    "create",
+    "list",
+    "get",
+    "access",
+    "stop",
+    "start",
+    "delete",
+    "job",
+    "provider_info",
+    "summary",
+    "stream",
+    "streams",
+    "admin_shutdown",
+]
+ROUTE_NAMES: tuple[RouteName, ...] = (
+    "create",
+    "list",
+    "get",
+    "access",
+    "stop",
+    "start",
+    "delete",
+    "job",
+    "provider_info",
+    "summary",
+    "stream",
+    "streams",
+    "admin_shutdown",
+)
 # The same routes as the wire contract writes them (under /api/v1); either
 # spelling names a route, e.g. hold=["POST /vms"] or hold=["create"].
 ROUTE_PATHS: dict[RouteName, str] = {
@@ -19,6 +48,12 @@ ROUTE_PATHS: dict[RouteName, str] = {
     "stop": "POST /vms/{name}/stop",
     "start": "POST /vms/{name}/start",
     "delete": "DELETE /vms/{name}",
+    "job": "GET /vms/jobs/{job_id}",
+    "provider_info": "GET /provider/info",
+    "summary": "GET /summary",
+    "stream": "GET /vms/{name}/stream",
+    "streams": "GET /payments/streams",
+    "admin_shutdown": "POST /admin/shutdown",
 }
 _BY_PATH: dict[str, RouteName] = {path: name for name, path in ROUTE_PATHS.items()}
 

@@ -3,7 +3,8 @@
 ``devnet``: 3 providers on a random loopback block, a free discovery port and a
 state dir under ``tmp_path``; torn down after the test.
 ``devnet_factory(providers=N, **options)``: more devnets, or other options
-(``faults=Faults(...)``, ``provider_faults={...}``, ``ad_ttl_s``...); all are
+(``faults=Faults(...)``, ``provider_faults={...}``, ``ad_ttl_s``, ``current=N``
+for the current provider generation...); all are
 torn down after the test.
 """
 

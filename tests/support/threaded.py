@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from golem_devnet.current import CurrentOptions, current_node
 from golem_devnet.discovery import Clock
 from golem_devnet.faults import Faults, RouteName, route_name
 from golem_devnet.network import AddressInUseError, Devnet
@@ -51,6 +52,7 @@ class ProviderHandle:
     cpu: int
     memory: int
     storage: int
+    generation: str = "legacy"  # or "current" (golem_devnet.current)
 
 
 class DevnetThread:
@@ -70,6 +72,9 @@ class DevnetThread:
         readvertise_s: float | None = None,
         capacity_scale: int = 1,
         clock: Clock | None = None,
+        current: int = 0,
+        current_options: CurrentOptions | None = None,
+        provider_current_options: Mapping[str, CurrentOptions] | None = None,
         startup_timeout_s: float = 60.0,
     ) -> None:
         self.state_dir = Path(state_dir)
@@ -82,6 +87,10 @@ class DevnetThread:
             "provider_faults": provider_faults,
             "capacity_scale": capacity_scale,
             "clock": clock,
+            # The last ``current`` providers speak the current generation.
+            "current": current,
+            "current_options": current_options,
+            "provider_current_options": provider_current_options,
         }
         if ad_ttl_s is not None:
             self._options["ad_ttl_s"] = ad_ttl_s
@@ -192,6 +201,7 @@ class DevnetThread:
                 spec.cpu,
                 spec.memory,
                 spec.storage,
+                self.devnet.node(spec.provider_id).generation,
             )
             for spec in self.devnet.specs
         ]
@@ -353,3 +363,45 @@ class DevnetThread:
             return devnet.provider_summaries()
 
         return self.run(collect)
+
+    # --- the current provider generation (golem_devnet.current) ----------------------
+
+    def set_current_options(self, provider_id: str, **options: Any) -> CurrentOptions:
+        """Replace a current provider's options, e.g. ``set_current_options(pid, payments=True)``.
+
+        They apply to creates from now on; ``ValueError`` for a legacy provider.
+        """
+        value = CurrentOptions(**options)
+
+        async def apply(devnet: Devnet) -> None:
+            current_node(devnet.node(provider_id)).set_options(value)
+
+        self.run(apply)
+        return value
+
+    def release_jobs(self, provider_id: str, timeout: float = 30.0) -> list[str]:
+        """End every async job's wait (``hold_jobs``/``job_delay_s``) on that provider now;
+        returns once each is ready or failed, with their job ids."""
+
+        async def release(devnet: Devnet) -> list[str]:
+            return await current_node(devnet.node(provider_id)).release_jobs()
+
+        return self.run(release, timeout)
+
+    def release_ssh_proxy(self, provider_id: str) -> list[str]:
+        """Publish the SSH port of every VM waiting for it (``hold_ssh_proxy``/
+        ``ssh_proxy_delay_s``) on that provider now; answers their names."""
+
+        async def release(devnet: Devnet) -> list[str]:
+            return current_node(devnet.node(provider_id)).release_ssh_proxy()
+
+        return self.run(release)
+
+    def wait_job(self, provider_id: str, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until an async create job is ready or failed; answers the job as the
+        provider's ``GET /vms/jobs/{job_id}`` would."""
+
+        async def wait(devnet: Devnet) -> dict[str, Any]:
+            return await current_node(devnet.node(provider_id)).wait_job(job_id)
+
+        return self.run(wait, timeout)

@@ -50,14 +50,23 @@ def create_private_file(path: Path) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError:
-        info = path.stat()
-        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
-            os.chmod(path, PRIVATE_FILE_MODE)
+        make_private(path)
         return
     try:
         os.fchmod(fd, PRIVATE_FILE_MODE)
     finally:
         os.close(fd)
+
+
+def make_private(path: Path) -> None:
+    """An existing file of ours that others can read (an earlier golem followed the
+    umask) becomes 0600; someone else's file is left alone."""
+    try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+            os.chmod(path, PRIVATE_FILE_MODE)
+    except OSError:
+        pass  # the command that opens it says what is wrong
 
 
 def _unusable(path: Path, setting: str, reason: str) -> ConfigError:

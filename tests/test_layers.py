@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "wire": {"base"},
     "base": set(),
 }
-BASE_MODULES = {"errors", "text", "status", "settings", "__init__"}
+BASE_MODULES = {"errors", "text", "status", "settings", "statefiles", "__init__"}
 
 
 def layer_of(module: str) -> str | None:

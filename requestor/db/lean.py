@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from requestor.db.revisions import HEAD_REVISION
+from requestor.statefiles import make_private
 from requestor.status import VMStatus
 
 VM_COLUMNS = (
@@ -59,6 +60,7 @@ def read(db_path: Path, name: str | None = None) -> Snapshot | None:
     """Every VM (or the one named ``name``), oldest first; None: use the ORM path."""
     if not db_path.is_file():
         return None
+    make_private(db_path)  # the common command is a read: tighten here too
     try:
         connection = sqlite3.connect(
             db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S

@@ -23,15 +23,43 @@ class ExitCode(enum.IntEnum):
 
 
 class GolemError(Exception):
-    """Base of every error shown to a user as ``Error: ...`` plus ``Solution: ...``."""
+    """Base of every error shown to a user as ``Error: ...`` plus ``Solution: ...``.
+
+    ``code`` is the stable name a script sees in ``--json`` errors (docs/json.md):
+    the class name in snake case without "Error" (VMGoneError: ``vm_gone``), so a
+    new class gets one without a second table to keep in step.
+    """
 
     exit_code: ExitCode = ExitCode.FAILED
     default_hint: str | None = None
+    code: str = "failed"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            cls.code = _snake(cls.__name__.removesuffix("Error"))
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
+
+
+def _snake(name: str) -> str:
+    """VMGone -> vm_gone, SSHAuth -> ssh_auth, ProviderNotFound -> provider_not_found."""
+    out: list[str] = []
+    for i, char in enumerate(name):
+        follows_lower = i > 0 and name[i - 1].islower()
+        ends_acronym = 0 < i < len(name) - 1 and name[i - 1].isupper() and name[i + 1].islower()
+        if char.isupper() and (follows_lower or ends_acronym):
+            out.append("_")
+        out.append(char.lower())
+    return "".join(out)
+
+
+class Declined(Exception):
+    """The user answered no at a confirmation prompt: nothing was done, which is
+    what they chose (exit 0). Not a GolemError: nothing failed."""
 
 
 # --- input and configuration -------------------------------------------------
@@ -117,9 +145,15 @@ class UnsupportedOperationError(NetworkError):
 
 
 class VMGoneError(NetworkError):
-    """The provider no longer knows the VM."""
+    """The provider no longer knows the VM. Raise it with ``forget_hint(name)`` as
+    the hint where the VM's name is known; the default names no VM."""
 
-    default_hint = "Remove the local record with 'golem vm forget NAME', or create a new VM."
+    default_hint = "Remove the local record with 'golem vm forget', or create a new VM."
+
+
+def forget_hint(name: str) -> str:
+    """The hint for a VM its provider no longer knows: the command, with its name."""
+    return f"Remove the local record with 'golem vm forget {name}', or create a new VM."
 
 
 # --- SSH ------------------------------------------------------------------------

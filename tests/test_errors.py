@@ -53,12 +53,16 @@ def test_a_bad_setting_is_exit_2_naming_the_variable(
     assert not golem_env.db_path.exists()
 
 
-def test_debug_shows_the_traceback(golem_env: GolemEnv) -> None:
+def test_debug_shows_the_cause_of_an_expected_error_not_a_traceback(golem_env: GolemEnv) -> None:
+    """An expected error's message and hint say what to do; --debug adds what caused
+    it, one line each. Tracebacks are for unexpected errors (the test below)."""
     done = run_golem(golem_env, "--debug", "vm", "list", extra_env={f"{P}ENVIRONMENT": "bogus"})
     assert done.returncode == 2
-    assert "Traceback (most recent call last)" in done.stderr
-    assert "ConfigError" in done.stderr
-    assert f"Error: {P}ENVIRONMENT='bogus'" in done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "Debug: caused by ValueError: 'bogus' is not a valid Environment"
+    assert lines[1].startswith(f"Error: {P}ENVIRONMENT='bogus'")
+    assert lines[2].startswith("Solution: ")
 
 
 def test_version_does_not_read_settings(golem_env: GolemEnv) -> None:

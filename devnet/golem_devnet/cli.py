@@ -27,6 +27,8 @@ import click
 
 from golem_devnet.routes import ROUTE_NAMES, ROUTE_PATHS, route_name
 from requestor.cli.context import AppContext
+from requestor.cli.lazy import LazyGroup
+from requestor.cli.params import json_option
 from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
@@ -149,7 +151,7 @@ def fault_options(*, switches_name_providers: bool) -> Callable[[F], F]:
     return decorate
 
 
-@click.group()
+@click.group(cls=LazyGroup)
 def devnet() -> None:
     """Run a local Golem network on loopback: discovery, providers and VMs, no internet.
 
@@ -463,7 +465,11 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     from golem_devnet.network import LOCALHOST_ADDRESS
 
     console = Console(stderr=True, highlight=False)
-    table = Table(title=f"Devnet: {len(net.specs)} providers, discovery at {net.discovery_url}")
+    count = len(net.specs)
+    table = Table(
+        title=f"Devnet: {count} provider{'' if count == 1 else 's'}, "
+        f"discovery at {net.discovery_url}"
+    )
     columns = ("Provider ID", "Address", "Country", "CPU", "Memory", "Storage", "Generation")
     for column in (*columns, "Faults"):
         table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
@@ -485,7 +491,10 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     console.print(table)
     console.print(f"State: {net.state_dir}  (a devnet VM runs as you: it is not isolation)")
     console.print(f"In another shell:  source {env_file}")
-    if [spec.ip_address for spec in net.specs] == [LOCALHOST_ADDRESS]:
+    # .env.dev names the default discovery address: only then is it this devnet.
+    if [spec.ip_address for spec in net.specs] == [LOCALHOST_ADDRESS] and (
+        net.discovery_url.rstrip("/") == DEFAULT_DISCOVERY_URL
+    ):
         console.print(
             "  or, from the repository:  source .env.dev  (GOLEM_REQUESTOR_FORCE_LOCALHOST)"
         )
@@ -589,12 +598,7 @@ def fault(
 
 @devnet.command()
 @_discovery_url_option
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print what GET /devnet/providers answers (a JSON list), one key per field.",
-)
+@json_option("Print what GET /devnet/providers answers (a JSON list), one key per field.")
 def status(discovery_url: str | None, as_json: bool) -> None:
     """Show a running devnet's providers, their generation, faults and VMs."""
     base = _discovery_url(discovery_url)

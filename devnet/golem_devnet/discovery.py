@@ -161,6 +161,9 @@ class DiscoveryService:
 
     def __init__(self, store: AdvertisementStore) -> None:
         self.store = store
+        # A test switch: the listing answers 429, as a rate-limiting discovery
+        # service (or its proxy) would.
+        self.rate_limited = False
 
     def make_app(self) -> web.Application:
         app = web.Application(middlewares=[fastapi_errors])
@@ -179,6 +182,10 @@ class DiscoveryService:
         return json_response({"status": "healthy"})
 
     async def _list(self, request: web.Request) -> web.Response:
+        if self.rate_limited:
+            answer = json_response({"detail": "Too Many Requests"}, status=429)
+            answer.headers["Retry-After"] = "60"
+            return answer
         minimums: dict[str, int] = {}
         for name in ("cpu", "memory", "storage"):
             raw = request.query.get(name)

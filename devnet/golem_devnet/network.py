@@ -178,6 +178,7 @@ class Devnet:
         )
         # clock: discovery's time (advertisement expiry and stamps); tests move it.
         self.store = AdvertisementStore(ttl_s=ad_ttl_s, clock=clock)
+        self.discovery_service = DiscoveryService(self.store)
         self.readvertise_rounds = 0
         self._readvertised = asyncio.Condition()
         self._request_logged = asyncio.Condition()
@@ -238,8 +239,7 @@ class Devnet:
 
     async def _start(self) -> None:
         self._lock_state_dir()
-        discovery = DiscoveryService(self.store)
-        app = discovery.make_app()
+        app = self.discovery_service.make_app()
         add_admin_routes(app, self)
         add_current_admin_routes(app, self)
         self._discovery_runner = web.AppRunner(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,6 +19,9 @@ T = TypeVar("T")
 @dataclass
 class AppContext:
     debug: bool = False
+    # Set by --json (requestor.cli.params.json_option) before the command runs, so
+    # the root group renders an error as one JSON object on stderr.
+    json_output: bool = False
     _settings: Settings | None = field(default=None, repr=False)
     _console: Console | None = field(default=None, repr=False)
     _err_console: Console | None = field(default=None, repr=False)
@@ -35,14 +39,18 @@ class AppContext:
         """stdout: tables, panels, JSON."""
         if self._console is None:
             # soft_wrap: a command line or path must never be folded mid-way.
-            self._console = _console_class()(highlight=False, soft_wrap=True)
+            self._console = _console_class()(
+                highlight=False, soft_wrap=True, width=_pipe_width(sys.stdout)
+            )
         return self._console
 
     @property
     def err_console(self) -> Console:
         """stderr: spinners, progress and warnings, so stdout stays clean for pipes."""
         if self._err_console is None:
-            self._err_console = _console_class()(stderr=True, highlight=False, soft_wrap=True)
+            self._err_console = _console_class()(
+                stderr=True, highlight=False, soft_wrap=True, width=_pipe_width(sys.stderr)
+            )
         return self._err_console
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
@@ -60,6 +68,26 @@ class AppContext:
             gc.freeze()
             gc.enable()
         return asyncio.run(main)
+
+
+# Off a terminal nothing limits a line's length, and a table cut to rich's default
+# of 80 columns would elide names, ids and addresses ("● …", "127.…") in what a
+# script reads; wide enough for any row golem prints.
+PIPE_WIDTH = 1000
+
+
+def _pipe_width(stream: TextIO) -> int | None:
+    """The width for a console on ``stream``: rich's own choice at a terminal (or
+    when COLUMNS is set), PIPE_WIDTH otherwise."""
+    import os
+
+    try:
+        at_terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        at_terminal = False
+    if at_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
+        return None
+    return PIPE_WIDTH
 
 
 def _console_class() -> type[Console]:

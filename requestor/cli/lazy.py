@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+_HELP_ONLY = "golem.help_only"
+
 
 class LazyGroup(click.Group):
     def __init__(
@@ -18,6 +20,34 @@ class LazyGroup(click.Group):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_subcommands = lazy_subcommands or {}
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # A group alone ('golem', 'golem vm') is a request for help, not a usage
+        # error: `invoke` shows it and the command ends with 0 (click's
+        # no_args_is_help exits 2).
+        if not args and not ctx.resilient_parsing:
+            ctx.meta[_HELP_ONLY] = ctx  # meta is shared with subcommands: say whose
+            return []
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if ctx.meta.get(_HELP_ONLY) is ctx:
+            click.echo(ctx.get_help(), color=ctx.color)
+            return None
+        return super().invoke(ctx)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole one-line description (click would cut it
+        to what fits beside the longest name; the formatter wraps it instead)."""
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_subcommands})

@@ -17,6 +17,7 @@ from requestor.text import clean
 
 ROOT_COMMANDS = {
     "vm": "requestor.cli.vm:vm",
+    "completion": "requestor.cli.complete:completion",
     # The devnet is its own distribution (golem-vm-devnet, devnet/ in the repository):
     # an installed golem may not have it.
     "devnet": "golem_devnet.cli:devnet",
@@ -78,8 +79,13 @@ class RootGroup(LazyGroup):
         except GolemError as error:
             _fail(ctx, error.message, error.hint, error.exit_code, error)
         except KeyboardInterrupt as error:
-            _fail(ctx, "Interrupted.", None, ExitCode.INTERRUPTED, error)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            _fail(ctx, "Interrupted.", None, ExitCode.INTERRUPTED, error, "interrupted")
+        except click.ClickException as error:
+            app = ctx.find_object(AppContext)
+            if app is None or not app.json_output:
+                raise  # click's own usage message
+            _fail(ctx, error.format_message(), _usage_hint(error), error.exit_code, error, "usage")
+        except (click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:
             # `golem vm list | head -1`: the reader has gone; end quietly, as other
@@ -94,10 +100,11 @@ class RootGroup(LazyGroup):
                 "Use a UTF-8 locale (e.g. export LC_ALL=C.UTF-8), or --json (ASCII only).",
                 ExitCode.FAILED,
                 error,
+                "output_encoding",
             )
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                _fail(ctx, *_internal(error), error)
+                _fail(ctx, *_internal(error))
             _silence_stdout()  # what was left in the buffer cannot be written either
             _fail(
                 ctx,
@@ -105,17 +112,27 @@ class RootGroup(LazyGroup):
                 "Free some disk space, or send the output elsewhere, then try again.",
                 ExitCode.FAILED,
                 error,
+                "output_full",
             )
         except Exception as error:  # a bug: never show a traceback unless asked
-            _fail(ctx, *_internal(error), error)
+            _fail(ctx, *_internal(error))
 
 
-def _internal(error: BaseException) -> tuple[str, str, ExitCode]:
+def _internal(error: BaseException) -> tuple[str, str, ExitCode, BaseException, str]:
     return (
         f"Unexpected internal error: {type(error).__name__}: {error}",
         "Run again with 'golem --debug ...' for the traceback, and report it.",
         ExitCode.FAILED,
+        error,
+        "internal",
     )
+
+
+def _usage_hint(error: click.ClickException) -> str:
+    usage_ctx = getattr(error, "ctx", None)
+    if usage_ctx is not None:
+        return f"See '{usage_ctx.command_path} --help'."
+    return "See 'golem --help'."
 
 
 def _silence_stdout() -> None:
@@ -147,17 +164,52 @@ def exit_code(result: object) -> int:
 
 
 def _fail(
-    ctx: click.Context, message: str, hint: str | None, code: int, error: BaseException
+    ctx: click.Context,
+    message: str,
+    hint: str | None,
+    code: int,
+    error: BaseException,
+    name: str | None = None,
 ) -> NoReturn:
-    app = ctx.find_object(AppContext)
-    if app is not None and app.debug:
-        import traceback
+    """Show one error (text, or one JSON object with --json) on stderr and exit.
 
-        traceback.print_exception(error, file=sys.stderr)
+    ``name`` is the stable code a script matches on (docs/json.md, "Errors"):
+    a GolemError's own, else what the caller says the failure is.
+    """
+    app = ctx.find_object(AppContext)
+    debug = app is not None and app.debug
+    if debug:
+        _debug_detail(error)
+    if app is not None and app.json_output:
+        import json
+
+        body = {
+            "code": name or (error.code if isinstance(error, GolemError) else "failed"),
+            "exit_code": int(code),
+            "message": clean(message, limit=2000),
+            "hint": clean(hint, limit=2000) if hint else None,
+        }
+        click.echo(json.dumps({"error": body}, ensure_ascii=True), err=True)
+        ctx.exit(code)
     click.echo(f"Error: {clean(message, limit=2000)}", err=True)
     if hint:
         click.echo(f"Solution: {clean(hint, limit=2000)}", err=True)
     ctx.exit(code)
+
+
+def _debug_detail(error: BaseException) -> None:
+    """--debug: the traceback of an unexpected error (a bug to report); for an
+    expected one (a GolemError, Ctrl-C) its message and hint say it all, so only
+    what caused it, one line each (the refused connection, the timeout...)."""
+    if not isinstance(error, GolemError | KeyboardInterrupt):
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+        return
+    cause = error.__cause__ or error.__context__
+    while cause is not None:
+        click.echo(f"Debug: caused by {type(cause).__name__}: {clean(str(cause), 500)}", err=True)
+        cause = cause.__cause__ or cause.__context__
 
 
 @click.group(

@@ -37,3 +37,29 @@ def wait_timeout_option(command: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help="Seconds to wait for the VM's SSH to answer.",
     )(command)
+
+
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    from requestor.cli.context import AppContext
+
+    app = ctx.find_object(AppContext)
+    if value and app is not None:
+        app.json_output = True
+    return value
+
+
+def json_option(help: str = "Machine-readable output only (docs/json.md).") -> Callable[..., Any]:
+    """--json, the same on every command: besides the command's own output, it
+    makes an error one JSON object on stderr (the root group renders it).
+
+    Eager, so it is known before the other parameters are checked and their
+    usage errors come out as JSON too.
+    """
+    return click.option(
+        "--json", "as_json", is_flag=True, is_eager=True, callback=_remember_json, help=help
+    )
+
+
+def quiet_option(help: str) -> Callable[..., Any]:
+    """-q/--quiet on the listing commands: names only, one a line, for a pipe."""
+    return click.option("-q", "--quiet", is_flag=True, help=help)

@@ -56,12 +56,17 @@ def _framed(console: Console, title: str, body: RenderableType | None) -> None:
         console.print("─" * width, style="dim")
 
 
-def _plain_table(*columns: str) -> Table:
+def _plain_table(*columns: str, whole: Sequence[str] = ()) -> Table:
+    """A borderless table; the ``whole`` columns (names, ids, addresses) are never
+    elided: on a terminal too narrow they fold onto a second line instead."""
     table = Table(
         box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 2, 0, 0)
     )
     for column in columns:
-        table.add_column(column, no_wrap=True)
+        if column in whole:
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True)
     return table
 
 
@@ -79,7 +84,9 @@ def status_text(status: VMStatus) -> Text:
 
 def providers(console: Console, listing: ProviderListing) -> None:
     views = listing.providers
-    table = _plain_table("Provider ID", "Country", "CPU", "Memory", "Storage", "Status")
+    table = _plain_table(
+        "Provider ID", "Country", "CPU", "Memory", "Storage", "Status", whole=("Provider ID",)
+    )
     for view in views:
         ad = view.advertisement
         if view.reachable is None:
@@ -89,14 +96,26 @@ def providers(console: Console, listing: ProviderListing) -> None:
         else:
             state = Text("○ offline", style="red")
         table.add_row(
-            safe(ad.provider_id, 66),
+            safe(ad.provider_id, 200),
             Text(f"🌍 {clean(ad.country or '??', 8)}"),
             Text(f"💻 {ad.resources.cpu}"),
             Text(f"🧠 {ad.resources.memory}GB"),
             Text(f"💾 {ad.resources.storage}GB"),
             state,
         )
-    _framed(console, f"🌍 Available Providers ({len(views)} total)", table)
+    shown = (
+        f"{len(views)} total" if listing.total <= len(views) else f"{len(views)} of {listing.total}"
+    )
+    _framed(console, f"🌍 Available Providers ({shown})", table)
+    if not views:
+        console.print(
+            "No provider matches these filters. Ask for less (fewer CPU, memory or storage, "
+            "another --country, no --reachable-only), or try again later."
+            if listing.filtered
+            else "No provider advertises right now. Try again later, or check "
+            "GOLEM_REQUESTOR_DISCOVERY_URL ('golem config show').",
+            style="dim",
+        )
     for view in views:
         if view.reachable is False:
             console.print(
@@ -132,17 +151,25 @@ def rejected_ads(err_console: Console, listing: ProviderListing) -> None:
         )
 
 
-def vm_list(console: Console, vms: Sequence[VMView]) -> None:
-    table = _plain_table("Name", "Status", "IP Address", "Resources")
+def names_only(names: Iterable[str]) -> None:
+    """-q: one name a line, nothing else (for `xargs`, `while read`)."""
+    for name in names:
+        console_line(clean(name, 200))
+
+
+def vm_list(console: Console, vms: Sequence[VMView], filtered: bool = False) -> None:
+    table = _plain_table("Name", "Status", "IP Address", "Resources", whole=("Name", "IP Address"))
     for vm in vms:
         table.add_row(
-            safe(vm.name, 64),
+            safe(vm.name, 200),
             status_text(vm.status),
-            safe(vm.ssh_host or vm.provider_ip, 64),
+            safe(vm.ssh_host or vm.provider_ip, 200),
             Text(resources_text(vm.cpu, vm.memory)),
         )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
-    if not vms:
+    if not vms and filtered:
+        console.print("No VM matches these filters; 'golem vm list' shows them all.", style="dim")
+    elif not vms:
         console.print(
             "No VMs yet. Create one with 'golem vm create NAME --cpu 1 --memory 1 --storage 10'.",
             style="dim",
@@ -275,7 +302,7 @@ def confirm_destroy(names: Sequence[str]) -> None:
 
     import click
 
-    from requestor.errors import GolemError, InputError
+    from requestor.errors import Declined, InputError
 
     count = len(names)
     shown = ", ".join(clean(n, 64) for n in names[:5]) + (", …" if count > 5 else "")
@@ -287,7 +314,11 @@ def confirm_destroy(names: Sequence[str]) -> None:
     if not click.confirm(
         f"Destroy {count} VM(s) ({shown})? This cannot be undone", default=False, err=True
     ):
-        raise GolemError("Nothing destroyed.")
+        raise Declined
+
+
+def declined(err_console: Console, action: str) -> None:
+    err_console.print(f"Nothing {_PAST[action].lower()}.")
 
 
 def nothing_selected(err_console: Console) -> None:

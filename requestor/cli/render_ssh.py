@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from requestor.services.access import RepinResult, SSHConfigResult
+    from requestor.ssh.transfer import CopyPlan
 
 
 def _escape(text: str, limit: int = 300) -> str:
@@ -132,9 +133,21 @@ def repinned(name: str, result: RepinResult) -> None:
         click.echo(f"The host key of {name} is unchanged ({result.new}); nothing to do.", err=True)
 
 
-def forward_ready(address: str, remote_port: int, name: str) -> None:
+def forward_ready(address: str, remote_port: int, name: str, as_json: bool = False) -> None:
     """The local address on stdout (for scripts); a note on stderr at a terminal."""
-    click.echo(address)
+    if as_json:
+        host, _, port = address.rpartition(":")
+        # One line: a script reads it while the forward runs on.
+        body = {
+            "vm": name,
+            "address": address,
+            "host": host,
+            "port": int(port),
+            "remote_port": remote_port,
+        }
+        click.echo(_dump(body, indent=None))
+    else:
+        click.echo(address)
     sys.stdout.flush()
     if sys.stderr.isatty():
         click.echo(
@@ -154,3 +167,57 @@ def ssh_config(err_console: Console, result: SSHConfigResult) -> None:
     )
     click.echo("Add this line at the top of ~/.ssh/config (once):", err=True)
     click.echo(result.include_line)
+
+
+def ssh_config_json(result: SSHConfigResult) -> None:
+    click.echo(
+        _dump(
+            {
+                "entries": result.entries,
+                "config": result.text,
+                "config_path": None if result.config_path is None else str(result.config_path),
+                "include_line": result.include_line,
+                "skipped": [{"name": name, "reason": why} for name, why in result.skipped],
+            }
+        )
+    )
+
+
+class CopyTally:
+    """What a copy did, for ``cp --json``: files finished, their bytes, warnings."""
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.bytes = 0
+        self.warnings: list[str] = []
+
+    def update(self, _source: str, _destination: str, done: int, total: int) -> None:
+        if done >= total:
+            self.files += 1
+            self.bytes += total
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def copied_json(plan: CopyPlan, tally: CopyTally) -> None:
+    click.echo(
+        _dump(
+            {
+                "vm": plan.vm,
+                "direction": "upload" if plan.upload else "download",
+                "sources": plan.sources,
+                "destination": plan.destination,
+                "files": tally.files,
+                "bytes": tally.bytes,
+                "warnings": tally.warnings,
+            }
+        )
+    )
+
+
+def _dump(data: object, indent: int | None = 2) -> str:
+    import json
+
+    # ASCII, as every --json output (requestor.cli.render.dump_json, without rich).
+    return json.dumps(data, indent=indent, ensure_ascii=True)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from requestor.cli import complete
 from requestor.cli.context import AppContext
-from requestor.cli.params import wait_timeout_option
+from requestor.cli.params import json_option, wait_timeout_option
 from requestor.errors import InputError
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ async def _connect(app: AppContext, access: Access, wait: float) -> asyncssh.SSH
 # --- ssh ------------------------------------------------------------------------
 
 
-@click.command()
-@click.argument("name")
+@click.command(short_help="Open a shell on VM NAME, or run a command on it.")
+@click.argument("name", shell_complete=complete.vm_names)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option(
     "-t",
@@ -138,11 +139,12 @@ def _repin(app: AppContext, name: str, yes: bool) -> int:
 # --- cp -------------------------------------------------------------------------
 
 
-@click.command()
-@click.argument("sources", nargs=-1, required=True)
-@click.argument("destination")
+@click.command(short_help="Copy files to or from a VM over SFTP.")
+@click.argument("sources", nargs=-1, required=True, shell_complete=complete.copy_endpoints)
+@click.argument("destination", shell_complete=complete.copy_endpoints)
 @click.option("-r", "--recursive", is_flag=True, help="Copy folders and what is in them.")
 @_wait_options
+@json_option("What was copied, as one JSON object on stdout (docs/json.md).")
 @pass_app
 def cp(
     app: AppContext,
@@ -151,6 +153,7 @@ def cp(
     recursive: bool,
     no_wait: bool,
     wait_timeout: float,
+    as_json: bool,
 ) -> int:
     """Copy files to or from a VM over SFTP: golem vm cp SRC... DST.
 
@@ -166,13 +169,18 @@ def cp(
 
     plan = plan_copy(sources, destination)
 
+    from requestor.cli.render_ssh import CopyTally
+
+    tally = CopyTally()
+
     async def work(access: Access) -> None:
         from requestor.ssh.transfer import copy
 
         conn = await _connect(app, access, 0.0 if no_wait else wait_timeout)
         async with conn:
-            if not sys.stderr.isatty():
-                await copy(conn, plan, recursive=recursive)
+            if as_json or not sys.stderr.isatty():
+                warn = tally.warn if as_json else None
+                await copy(conn, plan, recursive=recursive, progress=tally.update, warn=warn)
                 return
             from requestor.cli.render_ssh import TransferProgress
 
@@ -182,6 +190,10 @@ def cp(
                 )
 
     _run(app, plan.vm, work)
+    if as_json:
+        from requestor.cli.render_ssh import copied_json
+
+        copied_json(plan, tally)
     return 0
 
 
@@ -189,11 +201,14 @@ def cp(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete.vm_names)
 @click.argument("ports", metavar="[LOCAL_PORT:]REMOTE_PORT")
 @_wait_options
+@json_option("Print the listening address as one JSON object (docs/json.md).")
 @pass_app
-def forward(app: AppContext, name: str, ports: str, no_wait: bool, wait_timeout: float) -> int:
+def forward(
+    app: AppContext, name: str, ports: str, no_wait: bool, wait_timeout: float, as_json: bool
+) -> int:
     """Forward a local port to a port on VM NAME until Ctrl-C.
 
     \b
@@ -216,7 +231,7 @@ def forward(app: AppContext, name: str, ports: str, no_wait: bool, wait_timeout:
                 conn,
                 spec,
                 access.name,
-                lambda address: forward_ready(address, spec.remote_port, name),
+                lambda address: forward_ready(address, spec.remote_port, name, as_json),
             )
 
     _run(app, name, work)
@@ -227,14 +242,15 @@ def forward(app: AppContext, name: str, ports: str, no_wait: bool, wait_timeout:
 
 
 @click.command(name="ssh-config")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete.vm_names)
 @click.option(
     "--write",
     is_flag=True,
     help="Write the entries to golem's own ssh config file instead of printing them.",
 )
+@json_option("The entries and what was skipped, as one JSON object (docs/json.md).")
 @pass_app
-def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> int:
+def ssh_config(app: AppContext, names: tuple[str, ...], write: bool, as_json: bool) -> int:
     """OpenSSH config entries (Host golem-NAME) for your VMs, for ssh, scp, rsync and editors.
 
     \b
@@ -246,5 +262,8 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> int:
     from requestor.services.access import ssh_config as make_config
 
     result = app.run(make_config(app.settings, names, write))
-    render_ssh.ssh_config(app.err_console, result)
+    if as_json:
+        render_ssh.ssh_config_json(result)
+    else:
+        render_ssh.ssh_config(app.err_console, result)
     return 0

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from requestor.cli import complete
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.cli.params import Seconds, wait_timeout_option
-from requestor.errors import GolemError, InputError
+from requestor.cli.params import Seconds, json_option, quiet_option, wait_timeout_option
+from requestor.errors import Declined, GolemError, InputError
+from requestor.status import VMStatus
 
 if TYPE_CHECKING:
     from requestor.services.actions import BulkReport
@@ -32,6 +34,10 @@ VM_LAZY_COMMANDS: dict[str, str] = {
 }
 
 pass_app = click.make_pass_decorator(AppContext)
+
+# requestor.services.provider_search.SORT_KEYS, named here so that `golem vm
+# --help` does not import the service layer; a test keeps the two equal.
+PROVIDER_SORT_KEYS = ("cpu", "memory", "storage", "latency", "country")
 
 
 def run_with_services(
@@ -77,7 +83,14 @@ def vm() -> None:
 @click.option("--country", help="Two-letter country code (ISO 3166-1 alpha-2), e.g. SE.")
 @click.option("--reachable-only", is_flag=True, help="Hide providers that do not answer.")
 @click.option("--no-probe", is_flag=True, help="Do not check whether providers answer.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@click.option(
+    "--sort",
+    type=click.Choice(PROVIDER_SORT_KEYS),
+    help="Order: most free cpu/memory/storage, lowest latency, or country A-Z.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most N providers.")
+@quiet_option("Print provider ids only, one a line.")
+@json_option()
 @pass_app
 def providers(
     app: AppContext,
@@ -87,6 +100,9 @@ def providers(
     country: str | None,
     reachable_only: bool,
     no_probe: bool,
+    sort: str | None,
+    limit: int | None,
+    quiet: bool,
     as_json: bool,
 ) -> None:
     """List providers with free resources, and whether each answers now."""
@@ -96,6 +112,12 @@ def providers(
         ProviderListing,
         list_providers,
     )
+
+    if sort == "latency" and no_probe:
+        raise InputError(
+            "--sort latency needs the probe that --no-probe turns off",
+            "Drop --no-probe, or sort by cpu, memory, storage or country.",
+        )
 
     if country is not None:
         country = country.strip().upper()
@@ -114,11 +136,16 @@ def providers(
             country=country,
             probe=not no_probe,
             reachable_only=reachable_only,
+            sort=sort,
+            limit=limit,
         )
 
-    if as_json:
+    if as_json or quiet:
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
-        click.echo(render.dump_json(render.providers_json(listing)))
+        if as_json:
+            click.echo(render.dump_json(render.providers_json(listing)))
+        else:
+            render.names_only(v.advertisement.provider_id for v in listing.providers)
         return
     with render.busy(app.err_console, "Asking the discovery service and probing providers…"):
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
@@ -131,12 +158,19 @@ def providers(
 
 @vm.command()
 @click.argument("name")
-@click.option("--provider-id", help="Provider to use (default: the best one that fits).")
+@click.option(
+    "--provider",
+    "--provider-id",
+    "provider_id",
+    metavar="ID",
+    shell_complete=complete.provider_ids,
+    help="Provider to use (default: the best one that fits). --provider-id is an alias.",
+)
 @click.option("--cpu", type=int, required=True, help="CPU cores: 1, 2, 4, 8 or 16.")
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
 @wait_timeout_option
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@json_option()
 @pass_app
 def create(
     app: AppContext,
@@ -184,6 +218,19 @@ def create(
 
 
 @vm.command(name="list")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...", shell_complete=complete.vm_names)
+@click.option(
+    "--provider",
+    "provider_id",
+    metavar="ID",
+    shell_complete=complete.provider_ids,
+    help="Only VMs on this provider.",
+)
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in VMStatus]),
+    help="Only VMs with this status (after --refresh, when given).",
+)
 @click.option("--refresh", is_flag=True, help="Ask each provider for the current status.")
 @click.option(
     "--timeout",
@@ -191,40 +238,69 @@ def create(
     default=None,
     help="With --refresh: seconds to wait for each provider (default 15).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@quiet_option("Print VM names only, one a line.")
+@json_option()
 @pass_app
-def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json: bool) -> None:
-    """List your VMs from local state (--refresh asks the providers first)."""
+def list_command(
+    app: AppContext,
+    patterns: tuple[str, ...],
+    provider_id: str | None,
+    status: str | None,
+    refresh: bool,
+    timeout: float | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """List your VMs from local state (--refresh asks the providers first).
+
+    \b
+    PATTERNs are names or shell globs ('web-*'); with filters, a VM is listed
+    when it matches every filter given. No match is an empty list, not an error.
+    """
+    from requestor.services.views import VMFilter
+
+    chosen = VMFilter(
+        patterns=patterns,
+        provider_id=provider_id,
+        status=None if status is None else VMStatus(status),
+    )
     if refresh:
         from requestor.services.actions import list_vms
 
         listing, _report = run_with_services(
-            app, lambda services: list_vms(services, refresh=True), call_timeout=timeout
+            app, lambda services: list_vms(services, chosen, refresh=True), call_timeout=timeout
         )
     else:
         # The common case reads local state only: no HTTP stack is loaded.
         from requestor.services.local import local_vms
 
-        listing = app.run(local_vms(app.settings))
+        listing = app.run(local_vms(app.settings, chosen))
     from requestor.cli import render
 
     if as_json:
         click.echo(render.dump_json([render.vm_json(vm) for vm in listing.vms]))
         return
+    if quiet:
+        render.names_only(vm.name for vm in listing.vms)
+        return
     render.legacy_rejected(app.err_console, listing)
-    render.vm_list(app.console, listing.vms)
+    render.vm_list(app.console, listing.vms, filtered=not chosen.everything)
 
 
 @vm.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=complete.vm_names)
+@json_option("The names removed, as a JSON list (docs/json.md).")
 @pass_app
-def forget(app: AppContext, names: tuple[str, ...]) -> None:
+def forget(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
     """Remove VMs from local state only (e.g. ones the provider no longer knows)."""
     from requestor.cli import render
     from requestor.services.actions import forget_vms
 
     removed = run_with_services(app, lambda services: forget_vms(services, names))
-    render.forgot(removed)
+    if as_json:
+        click.echo(render.dump_json([{"name": name} for name in removed]))
+    else:
+        render.forgot(removed)
 
 
 # --- start, stop, destroy: one, several, globs, --all --------------------------------
@@ -232,9 +308,15 @@ def forget(app: AppContext, names: tuple[str, ...]) -> None:
 
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.argument("names", nargs=-1),
+        click.argument("names", nargs=-1, shell_complete=complete.vm_names),
         click.option("--all", "all_vms", is_flag=True, help="Every VM in local state."),
-        click.option("--provider", "provider_id", help="Only VMs on this provider."),
+        click.option(
+            "--provider",
+            "provider_id",
+            metavar="ID",
+            shell_complete=complete.provider_ids,
+            help="Only VMs on this provider.",
+        ),
         click.option(
             "--concurrency",
             type=click.IntRange(1, 500),
@@ -248,7 +330,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default=None,
             help="Seconds to wait for each provider call (default 15).",
         ),
-        click.option("--json", "as_json", is_flag=True, help="One JSON object per VM."),
+        json_option("One JSON object per VM (docs/json.md)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -298,6 +380,14 @@ def _act(
             concurrency=concurrency,
             call_timeout=timeout,
         )
+    except Declined:
+        # 'n' at the prompt: nothing was touched, as the user chose; not an error.
+        bar.stop()
+        if as_json:
+            click.echo(render.dump_json([]))
+        else:
+            render.declined(app.err_console, action.value)
+        return None
     except KeyboardInterrupt:
         # Ctrl-C: the service stopped, finished its writes and filled the report;
         # show what was done. Before any VM was selected there is nothing to show.

@@ -35,6 +35,7 @@ from requestor.errors import (
     SSHUnreachableError,
     VMGoneError,
     VMNotFoundError,
+    forget_hint,
 )
 from requestor.services.views import VMView
 from requestor.settings import PROVIDER_PORT, Settings
@@ -168,7 +169,7 @@ def target_of(vm: VMView, settings: Settings) -> Target:
 def _gone(name: str) -> VMGoneError:
     return VMGoneError(
         f"VM {name} is gone: its provider no longer knows it",
-        hint=f"Remove the local record with 'golem vm forget {name}', or create a new VM.",
+        hint=forget_hint(name),
     )
 
 

@@ -26,11 +26,12 @@ from requestor.errors import (
     ProviderUnavailableError,
     VMGoneError,
     VMNotFoundError,
+    forget_hint,
 )
 from requestor.services.access import sync_ssh_config
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
-from requestor.services.views import VMListing, vm_view
+from requestor.services.views import VMFilter, VMListing, vm_view
 from requestor.status import VMStatus
 from requestor.text import clean
 from requestor.wire.models import Advertisement, VMInfo
@@ -232,9 +233,15 @@ async def _perform_at(
             info = await (client.stop if action is Action.STOP else client.start)(
                 vm.provider_vm_name
             )
-        except ProviderRefusedError:
+        except ProviderRefusedError as refusal:
             # Some providers refuse to stop what is stopped: that is what we wanted.
-            current = await client.get_vm(vm.provider_vm_name)
+            try:
+                current = await client.get_vm(vm.provider_vm_name)
+            except ProviderRefusedError:
+                # It refuses to describe the VM too: the refusal of the action is
+                # what the user asked about, not that of the follow-up question.
+                # (An unusable or missing answer still says more, and propagates.)
+                raise refusal from None
             if current is None or current.status.value not in _WANTED[action]:
                 raise
             status = VMStatus(current.status.value)
@@ -242,10 +249,20 @@ async def _perform_at(
         status = _status_after(action, info)
         return outcome(Result.DONE, status), _Change(status=status)
     except VMGoneError as error:
-        return outcome(Result.FAILED, VMStatus.GONE, error), _Change(
+        named = VMGoneError(error.message, forget_hint(vm.name))
+        return outcome(Result.FAILED, VMStatus.GONE, named), _Change(
             status=VMStatus.GONE, error=error.message
         )
     except ProviderUnreachable as error:
+        if action is Action.DESTROY:
+            # Another provider cannot destroy this VM: only its own can, once back.
+            error = ProviderUnreachable(
+                error.label,
+                error.transport,
+                hint="Try again when the provider is back online, or drop the local record "
+                f"with 'golem vm forget {vm.name}' (the VM may run on until the provider "
+                "deletes it).",
+            )
         return outcome(Result.FAILED, vm.status, error), _Change(
             error=error.message, unreachable=True
         )
@@ -412,16 +429,23 @@ async def run_action(
 
 
 async def list_vms(
-    services: Services, *, refresh: bool = False, concurrency: int = DEFAULT_CONCURRENCY
+    services: Services,
+    chosen: VMFilter | None = None,
+    *,
+    refresh: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> tuple[VMListing, BulkReport | None]:
-    """Every VM in local state; with ``refresh``, after asking each provider."""
+    """The VMs in local state that ``chosen`` keeps (every one without it); with
+    ``refresh``, after asking the providers of those its names and provider match
+    (the status filter applies to what they answer)."""
+    chosen = chosen or VMFilter()
     report = None
     if refresh:
         async with services.db.read() as session:
-            vms = await repository.list_vms(session)
+            vms = [vm for vm in await repository.list_vms(session) if chosen.place(vm_view(vm))]
         report = await run_action(services, Action.REFRESH, vms, concurrency=concurrency)
     async with services.db.read() as session:
-        views = [vm_view(vm) for vm in await repository.list_vms(session)]
+        views = chosen.apply([vm_view(vm) for vm in await repository.list_vms(session)])
         rejected = await repository.count_rejected_legacy(session)
     return VMListing(views, rejected, str(services.settings.db_path)), report
 

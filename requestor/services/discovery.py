@@ -77,7 +77,7 @@ class DiscoveryClient:
             raise DiscoveryUnavailableError(
                 f"Discovery service refused the query (HTTP {response.status}: "
                 f"{clean(response.detail(), 200)})",
-                hint="Check the filter values: numbers must be 1 or more.",
+                hint=_refusal_hint(response.status),
             )
         if not isinstance(response.data, list):
             raise DiscoveryUnavailableError(
@@ -116,3 +116,13 @@ class DiscoveryClient:
                 f"does not fit the contract: {first_error_text(error)}",
                 hint="The provider may be misconfigured; choose a different provider.",
             ) from None
+
+
+def _refusal_hint(status: int) -> str:
+    """What helps depends on why discovery said no: it limits the rate, it is in
+    trouble, or it did not like the query."""
+    if status == 429:
+        return "The discovery service is limiting requests: wait a minute, then try again."
+    if status >= 500:
+        return "The discovery service has a problem on its side: try again later."
+    return "Check the filter values: numbers must be 1 or more, --country two letters."

@@ -58,6 +58,8 @@ SLOW = Timeouts(connect=5.0, read=120.0, total=150.0)
 class TransportError(NetworkError):
     """No usable HTTP answer: refused, timed out, cut off, too big, not JSON."""
 
+    code = NetworkError.code
+
     def __init__(self, reason: str, *, refused: bool = False, protocol: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -3,13 +3,13 @@ is loaded on these paths."""
 
 from __future__ import annotations
 
-from requestor.services.views import VMListing, VMView, vm_view
+from requestor.services.views import VMFilter, VMListing, VMView, vm_view
 from requestor.settings import Settings
 
 
-async def local_vms(settings: Settings) -> VMListing:
-    """Every VM in local state, oldest first, and the count of the earlier golem's
-    rows that could not be adopted.
+async def local_vms(settings: Settings, chosen: VMFilter | None = None) -> VMListing:
+    """The VMs in local state (those ``chosen`` keeps), oldest first, and the
+    count of the earlier golem's rows that could not be adopted.
 
     Through the lean ``sqlite3`` read when the schema is at head (no SQLAlchemy
     import); else the ORM path, which creates or migrates the database first.
@@ -18,13 +18,16 @@ async def local_vms(settings: Settings) -> VMListing:
 
     snapshot = lean.read(settings.db_path)
     if snapshot is not None:
-        return VMListing(
-            [VMView(**row) for row in snapshot.vms], snapshot.rejected_legacy, str(settings.db_path)
-        )
+        vms = [VMView(**row) for row in snapshot.vms]
+        return VMListing(_kept(vms, chosen), snapshot.rejected_legacy, str(settings.db_path))
     from requestor.db import repository
     from requestor.db.engine import Database
 
     async with Database(settings.db_path) as db, db.read() as session:
         vms = [vm_view(vm) for vm in await repository.list_vms(session)]
         rejected = await repository.count_rejected_legacy(session)
-    return VMListing(vms, rejected, str(settings.db_path))
+    return VMListing(_kept(vms, chosen), rejected, str(settings.db_path))
+
+
+def _kept(vms: list[VMView], chosen: VMFilter | None) -> list[VMView]:
+    return vms if chosen is None else chosen.apply(vms)

@@ -151,6 +151,9 @@ class ProviderClient:
 class ProviderUnreachable(ProviderUnavailableError):
     """The provider's API gave no usable answer (offline, hanging, garbage)."""
 
-    def __init__(self, label: str, error: TransportError) -> None:
-        super().__init__(f"{PROVIDER_GONE_MESSAGE}: {label}: {error.reason}")
+    code = ProviderUnavailableError.code  # the same failure, to a script
+
+    def __init__(self, label: str, error: TransportError, hint: str | None = None) -> None:
+        super().__init__(f"{PROVIDER_GONE_MESSAGE}: {label}: {error.reason}", hint)
+        self.label = label
         self.transport = error

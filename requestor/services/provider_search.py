@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from requestor.errors import (
     GolemError,
     InsufficientResourcesError,
     ProviderUnavailableError,
 )
+from requestor.services.completion import remember_seen
 from requestor.services.runtime import Network
 from requestor.wire.models import Advertisement
 
@@ -28,10 +30,31 @@ class ProviderView:
     error: str | None = None
 
 
+def _latency(view: ProviderView) -> tuple[bool, float]:
+    # Unprobed or offline providers last: they have no latency to compare.
+    return (view.latency_ms is None, view.latency_ms or 0.0)
+
+
+# `golem vm providers --sort KEY`: the most useful first (most free capacity,
+# quickest answer, countries A to Z). A new key is one entry here; the CLI's
+# choices come from this table.
+SORT_KEYS: dict[str, Callable[[ProviderView], Any]] = {
+    "cpu": lambda v: -v.advertisement.resources.cpu,
+    "memory": lambda v: -v.advertisement.resources.memory,
+    "storage": lambda v: -v.advertisement.resources.storage,
+    "latency": _latency,
+    "country": lambda v: v.advertisement.country or "~",  # unknown ("??") last
+}
+
+
 @dataclass(frozen=True)
 class ProviderListing:
     providers: list[ProviderView]
     rejected: list[tuple[int, str]]  # discovery entries that did not fit the contract
+    # How many discovery listed before --limit cut the list (same as len(providers)
+    # without one), and whether a filter was given (for the hint when none matched).
+    total: int = 0
+    filtered: bool = False
 
 
 async def probe_providers(
@@ -61,15 +84,28 @@ async def list_providers(
     country: str | None = None,
     probe: bool = True,
     reachable_only: bool = False,
+    sort: str | None = None,
+    limit: int | None = None,
 ) -> ProviderListing:
+    """What discovery lists (probed unless ``probe`` is off), filtered, sorted by
+    one of SORT_KEYS (stable: ties keep discovery's order) and cut to ``limit``.
+
+    The ids seen are remembered for shell completion (``remember_seen``)."""
     found = await services.discovery.advertisements(
         cpu=cpu, memory=memory, storage=storage, country=country
     )
     ads = found.advertisements
+    remember_seen(services.settings, [ad.provider_id for ad in ads])
     views = await probe_providers(services, ads) if probe else [ProviderView(a) for a in ads]
     if reachable_only:
         views = [v for v in views if v.reachable]
-    return ProviderListing(views, found.rejected)
+    if sort is not None:
+        views.sort(key=SORT_KEYS[sort])
+    total = len(views)
+    if limit is not None:
+        views = views[:limit]
+    filtered = reachable_only or any(f is not None for f in (cpu, memory, storage, country))
+    return ProviderListing(views, found.rejected, total=total, filtered=filtered)
 
 
 async def choose_provider(

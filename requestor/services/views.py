@@ -72,3 +72,31 @@ class VMListing:
     vms: list[VMView]
     rejected_legacy: int = 0
     db_path: str = ""
+
+
+@dataclass(frozen=True)
+class VMFilter:
+    """``golem vm list [PATTERN...] [--provider ID] [--status S]``: a VM is kept
+    when it matches every filter given (any one pattern, exact name or shell glob)."""
+
+    patterns: tuple[str, ...] = ()
+    provider_id: str | None = None
+    status: VMStatus | None = None
+
+    @property
+    def everything(self) -> bool:
+        return not self.patterns and self.provider_id is None and self.status is None
+
+    def place(self, vm: VMView) -> bool:
+        """Name and provider alone: which VMs a refresh should ask about."""
+        import fnmatch
+
+        if self.patterns and not any(fnmatch.fnmatchcase(vm.name, p) for p in self.patterns):
+            return False
+        return self.provider_id is None or vm.provider_id == self.provider_id
+
+    def matches(self, vm: VMView) -> bool:
+        return self.place(vm) and (self.status is None or vm.status == self.status)
+
+    def apply(self, vms: list[VMView]) -> list[VMView]:
+        return vms if self.everything else [vm for vm in vms if self.matches(vm)]

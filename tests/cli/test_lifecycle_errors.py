@@ -58,15 +58,26 @@ def test_invalid_input_is_refused_before_anything(
 
 
 def test_vm_not_found(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[no-untyped-def]
+    hint = "The VM may have been manually removed. Use 'golem vm list' to see available VMs."
     for command in ("stop", "start", "destroy"):
-        result = golem("vm", command, "nope", "--yes" if command == "destroy" else "--json")
+        yes = ("--yes",) if command == "destroy" else ()
+        result = golem("vm", command, "nope", *yes)
         assert result.exit_code == 1, result.output
-        error, hint = _error_lines(result.output)
+        error, solution = _error_lines(result.output)
         assert error == "Error: VM not found in local database: nope"
-        assert hint == (
-            "Solution: The VM may have been manually removed. Use 'golem vm list' "
-            "to see available VMs."
-        )
+        assert solution == f"Solution: {hint}"
+        # --json: the same error as one JSON object on stderr, nothing on stdout.
+        result = golem("vm", command, "nope", *yes, "--json")
+        assert result.exit_code == 1, result.output
+        assert result.stdout == ""
+        assert json.loads(result.stderr) == {
+            "error": {
+                "code": "vm_not_found",
+                "exit_code": 1,
+                "message": "VM not found in local database: nope",
+                "hint": hint,
+            }
+        }
 
 
 def test_provider_gone_offline(golem_env: GolemEnv, devnet: DevnetThread, golem, env) -> None:  # type: ignore[no-untyped-def]

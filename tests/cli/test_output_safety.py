@@ -98,6 +98,26 @@ def test_a_full_disk_is_one_clear_line(golem_env: GolemEnv) -> None:
             check=False,
         )
     assert done.returncode == 1
+    # With --json the error is the documented JSON object (docs/json.md, "Errors").
+    assert json.loads(done.stderr) == {
+        "error": {
+            "code": "output_full",
+            "exit_code": 1,
+            "message": "Cannot write: No space left on device",
+            "hint": "Free some disk space, or send the output elsewhere, then try again.",
+        }
+    }
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [str(GOLEM), "vm", "list"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=golem_env.env,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
     assert done.stderr.splitlines()[0] == "Error: Cannot write: No space left on device"
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
 

@@ -18,6 +18,7 @@ from requestor.text import clean
 ROOT_COMMANDS = {
     "vm": "requestor.cli.vm:vm",
     "completion": "requestor.cli.complete:completion",
+    "config": "requestor.cli.config:config",
     # The devnet is its own distribution (golem-vm-devnet, devnet/ in the repository):
     # an installed golem may not have it.
     "devnet": "golem_devnet.cli:devnet",

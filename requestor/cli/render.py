@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from requestor.services.actions import BulkReport, Outcome
+    from requestor.services.config import ConfigReport
     from requestor.services.create import CreateResult
     from requestor.services.provider_search import ProviderListing
     from requestor.services.views import VMListing, VMView
@@ -433,3 +434,40 @@ def dump_json(data: Any) -> str:
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
+
+
+# --- config show -------------------------------------------------------------------
+
+
+def config_report(console: Console, report: ConfigReport) -> None:
+    settings = _plain_table("Setting", "Value", "Source", whole=("Value",))
+    for item in report.settings:
+        where = item.source
+        if item.derived_from:
+            where = f"default (inside {item.derived_from})"
+        elif item.source == "environment":
+            where = f"environment ({item.variable})"
+        settings.add_row(item.name, safe(item.value, 2000), where)
+    _framed(console, "⚙️  Settings", settings)
+    paths = _plain_table("Path", "Location", "Exists", "Note", whole=("Location",))
+    for path in report.paths:
+        paths.add_row(path.what, safe(path.path, 2000), "yes" if path.exists else "no", path.note)
+    _framed(console, "📁 Paths in use", paths)
+
+
+def config_json(report: ConfigReport) -> dict[str, Any]:
+    return {
+        "settings": {
+            item.name: {
+                "value": item.value,
+                "source": item.source,
+                "variable": item.variable,
+                "derived_from": item.derived_from,
+            }
+            for item in report.settings
+        },
+        "paths": [
+            {"what": p.what, "path": p.path, "exists": p.exists, "note": p.note or None}
+            for p in report.paths
+        ],
+    }

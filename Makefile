@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps test demo lint format bench clean
+.PHONY: install system-deps test demo lint format bench clean cli-docs
 
 # golem and the devnet (its own distribution, in devnet/) in one pip call, so pip
 # takes golem-vm-devnet's golem-vm-requestor requirement from this checkout.
@@ -43,6 +43,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# docs/cli.md from the commands' own help; tests/test_cli_docs.py fails when stale.
+cli-docs: $(STAMP)
+	$(BIN)/python -m requestor.cli.docs docs/cli.md
 
 bench: $(STAMP) system-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run

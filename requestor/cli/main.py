@@ -219,7 +219,9 @@ def _debug_detail(error: BaseException) -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "--version", "-V", prog_name="golem")
-@click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+@click.option(
+    "--debug", is_flag=True, help="Tracebacks of unexpected errors; the causes of expected ones."
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """golem: rent virtual machines on the Golem Network and get a shell on them.

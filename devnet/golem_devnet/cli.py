@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from golem_devnet.routes import ROUTE_NAMES, ROUTE_PATHS, route_name
-from requestor.cli.context import AppContext
+from requestor.cli.context import AppContext, console_width
 from requestor.cli.lazy import LazyGroup
 from requestor.cli.params import json_option
 from requestor.errors import GolemError, InputError
@@ -464,7 +464,7 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
 
     from golem_devnet.network import LOCALHOST_ADDRESS
 
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, width=console_width(sys.stderr))
     count = len(net.specs)
     table = Table(
         title=f"Devnet: {count} provider{'' if count == 1 else 's'}, "
@@ -472,7 +472,7 @@ def _print_summary(net: Devnet, env_file: Path) -> None:
     )
     columns = ("Provider ID", "Address", "Country", "CPU", "Memory", "Storage", "Generation")
     for column in (*columns, "Faults"):
-        table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
+        table.add_column(column, overflow="fold")  # ids and addresses: never "…"
     for node in net.nodes[:_SUMMARY_ROWS]:
         spec = node.spec
         table.add_row(
@@ -559,10 +559,12 @@ _discovery_url_option = click.option(
 @click.option("--all", "all_providers", is_flag=True, help="Every provider.")
 @fault_options(switches_name_providers=False)
 @_discovery_url_option
+@json_option("Print the admin API's answer (the faults now in force) as JSON.")
 def fault(
     provider_id: str | None,
     all_providers: bool,
     discovery_url: str | None,
+    as_json: bool,
     faults: dict[str, Any],
 ) -> None:
     """Set a running devnet provider's faults (replacing its earlier ones).
@@ -590,6 +592,9 @@ def fault(
         else f"/devnet/providers/{urllib.parse.quote(provider_id or '', safe='')}/faults"
     )
     answer = _admin_call(base, "PUT", path, body)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, ensure_ascii=True))
+        return
     targets = answer.get("providers") or [answer.get("provider_id")]
     description = Faults.model_validate(answer["faults"]).describe()
     for target in targets:
@@ -604,7 +609,7 @@ def status(discovery_url: str | None, as_json: bool) -> None:
     base = _discovery_url(discovery_url)
     providers = _admin_call(base, "GET", "/devnet/providers")
     if as_json:
-        click.echo(json.dumps(providers, indent=2))
+        click.echo(json.dumps(providers, indent=2, ensure_ascii=True))
         return
 
     from rich.console import Console
@@ -617,7 +622,7 @@ def status(discovery_url: str | None, as_json: bool) -> None:
     table = Table(title=f"Devnet at {base}")
     columns = ("Provider ID", "Address", "Country", "Free CPU/Mem/Disk", "Generation", "Faults")
     for column in (*columns, "VMs"):
-        table.add_column(column, no_wrap=column in ("Provider ID", "Address"))
+        table.add_column(column, overflow="fold")  # ids and addresses: never "…"
     for item in providers:
         free = item["free"]
         vms = ", ".join(f"{vm['name']} ({vm['status']}, :{vm['ssh_port']})" for vm in item["vms"])
@@ -635,7 +640,7 @@ def status(discovery_url: str | None, as_json: bool) -> None:
                 )
             )
         )
-    Console(highlight=False).print(table)
+    Console(highlight=False, width=console_width(sys.stdout)).print(table)
 
 
 @devnet.command("current")
@@ -667,6 +672,7 @@ def status(discovery_url: str | None, as_json: bool) -> None:
 )
 @click.option("--no-pricing", is_flag=True, help="Advertise pricing null.")
 @_discovery_url_option
+@json_option("Print the admin API's answer (the options now in force) as JSON.")
 def current_options(
     provider_id: str,
     payments: bool,
@@ -678,6 +684,7 @@ def current_options(
     provider_info_id: str | None,
     no_pricing: bool,
     discovery_url: str | None,
+    as_json: bool,
 ) -> None:
     """Set a running current-generation provider's options (replacing its earlier ones).
 
@@ -703,6 +710,9 @@ def current_options(
     base = _discovery_url(discovery_url)
     path = f"/devnet/providers/{urllib.parse.quote(provider_id, safe='')}/current"
     answer = _admin_call(base, "PUT", path, body)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, ensure_ascii=True))
+        return
     click.echo(
         f"{answer['provider_id']}: {CurrentOptions.model_validate(answer['current']).describe()}"
     )
@@ -718,11 +728,17 @@ def current_options(
     help="Publish the SSH port of VMs waiting for it.",
 )
 @_discovery_url_option
-def release(provider_id: str, jobs: bool, ssh_proxy: bool, discovery_url: str | None) -> None:
+@json_option("Print the admin API's answer (what was released) as JSON.")
+def release(
+    provider_id: str, jobs: bool, ssh_proxy: bool, discovery_url: str | None, as_json: bool
+) -> None:
     """End what a current provider holds or delays now: async jobs, unpublished SSH ports."""
     base = _discovery_url(discovery_url)
     path = f"/devnet/providers/{urllib.parse.quote(provider_id, safe='')}/release"
     answer = _admin_call(base, "POST", path, {"jobs": jobs, "ssh_proxy": ssh_proxy})
+    if as_json:
+        click.echo(json.dumps(answer, indent=2, ensure_ascii=True))
+        return
     click.echo(
         f"{answer['provider_id']}: released {len(answer['jobs'])} job(s), "
         f"{len(answer['ssh_proxy'])} SSH port(s)"

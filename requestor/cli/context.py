@@ -40,7 +40,7 @@ class AppContext:
         if self._console is None:
             # soft_wrap: a command line or path must never be folded mid-way.
             self._console = _console_class()(
-                highlight=False, soft_wrap=True, width=_pipe_width(sys.stdout)
+                highlight=False, soft_wrap=True, width=console_width(sys.stdout)
             )
         return self._console
 
@@ -49,7 +49,7 @@ class AppContext:
         """stderr: spinners, progress and warnings, so stdout stays clean for pipes."""
         if self._err_console is None:
             self._err_console = _console_class()(
-                stderr=True, highlight=False, soft_wrap=True, width=_pipe_width(sys.stderr)
+                stderr=True, highlight=False, soft_wrap=True, width=console_width(sys.stderr)
             )
         return self._err_console
 
@@ -76,7 +76,7 @@ class AppContext:
 PIPE_WIDTH = 1000
 
 
-def _pipe_width(stream: TextIO) -> int | None:
+def console_width(stream: TextIO) -> int | None:
     """The width for a console on ``stream``: rich's own choice at a terminal (or
     when COLUMNS is set), PIPE_WIDTH otherwise."""
     import os

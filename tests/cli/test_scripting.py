@@ -109,6 +109,13 @@ def test_json_on_every_command_that_prints_a_result(
     status = run_golem(golem_env, "devnet", "status", "--json", extra_env=env)
     assert_ok(status)
     assert len(json.loads(status.stdout)) == len(devnet.providers)
+    last = devnet.providers[-1].provider_id
+    fault = run_golem(
+        golem_env, "devnet", "fault", last, "--latency-ms", "5", "--json", extra_env=env
+    )
+    assert_ok(fault)
+    answer = json.loads(fault.stdout)
+    assert answer["provider_id"] == last and answer["faults"]["latency_ms"] == 5
 
 
 def test_forward_json_gives_the_listening_address(

@@ -190,3 +190,20 @@ def test_current_and_release_commands(
     assert f"{current.provider_id}: -" in result.output
     result = golem("devnet", "current", legacy.provider_id, env=env)
     assert result.exit_code == 1 and "legacy provider" in result.output
+
+    # --json: the admin API's answer; an error is the JSON error object.
+    result = golem("devnet", "current", current.provider_id, "--payments", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["provider_id"] == current.provider_id
+    assert answer["current"]["payments"] is True
+    result = golem("devnet", "release", current.provider_id, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "provider_id": current.provider_id,
+        "jobs": [],
+        "ssh_proxy": [],
+    }
+    result = golem("devnet", "current", legacy.provider_id, "--json", env=env)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "legacy provider" in json.loads(result.stderr)["error"]["message"]

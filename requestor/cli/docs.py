@@ -9,7 +9,6 @@ reference cannot drift from the commands.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -49,13 +48,12 @@ def render() -> str:
     return "\n".join(sections)
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m requestor.cli.docs OUTPUT.md", file=sys.stderr)
-        return 2
-    Path(argv[0]).write_text(render(), encoding="utf-8")
-    return 0
+@click.command()
+@click.argument("output", type=click.Path(dir_okay=False, writable=True))
+def generate(output: str) -> None:
+    """Write the command reference to OUTPUT (docs/cli.md)."""
+    Path(output).write_text(render(), encoding="utf-8")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    generate()

@@ -382,7 +382,6 @@ def _act(
         )
     except Declined:
         # 'n' at the prompt: nothing was touched, as the user chose; not an error.
-        bar.stop()
         if as_json:
             click.echo(render.dump_json([]))
         else:

@@ -50,6 +50,9 @@ def _not_installed(name: str, install: str) -> click.Command:
     )
 
 
+_JSON_ASKED = "golem.json_asked"
+
+
 class RootGroup(LazyGroup):
     """Maps every outcome and every error to an exit code, in one place.
 
@@ -67,6 +70,13 @@ class RootGroup(LazyGroup):
                 raise  # a bug, or a dependency missing inside an installed one
             return _not_installed(cmd_name, install)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # A usage error found while parsing (an unknown option) comes before the
+        # command's --json is processed: remember whether it was asked for.
+        before_end = args[: args.index("--")] if "--" in args else args
+        ctx.meta[_JSON_ASKED] = "--json" in before_end
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             result = super().invoke(ctx)
@@ -83,8 +93,9 @@ class RootGroup(LazyGroup):
             _fail(ctx, "Interrupted.", None, ExitCode.INTERRUPTED, error, "interrupted")
         except click.ClickException as error:
             app = ctx.find_object(AppContext)
-            if app is None or not app.json_output:
+            if app is None or not (app.json_output or ctx.meta.get(_JSON_ASKED)):
                 raise  # click's own usage message
+            app.json_output = True
             _fail(ctx, error.format_message(), _usage_hint(error), error.exit_code, error, "usage")
         except (click.exceptions.Exit, click.Abort):
             raise

@@ -147,6 +147,8 @@ def test_forward_json_gives_the_listening_address(
     ("args", "code", "exit_code"),
     [
         (("vm", "list", "--timeout", "x"), "usage", 2),
+        (("vm", "list", "--no-such-option"), "usage", 2),
+        (("vm", "no-such-command"), "usage", 2),
         (("vm", "create", "Bad-Name", *SMALL_VM), "input", 2),
         (("vm", "create", "ok-name", "--cpu", "1"), "usage", 2),
         (("vm", "providers", "--country", "Sweden"), "input", 2),

@@ -6,7 +6,6 @@ into ``rich.text.Text``, never into markup.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -407,6 +406,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def dump_json(data: Any) -> str:
+    import json  # only for --json: a table does not need it
+
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 

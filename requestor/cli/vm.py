@@ -205,7 +205,7 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
         # The common case reads local state only: no HTTP stack is loaded.
         from requestor.services.local import local_vms
 
-        listing = app.run(local_vms(app.settings))
+        listing = local_vms(app.settings, app.run)
     from requestor.cli import render
 
     render.vm_listing(app.console, app.err_console, listing, as_json)

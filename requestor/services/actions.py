@@ -397,7 +397,9 @@ async def run_action(
                 )
         report.seconds = time.perf_counter() - started
         if access_changed:
-            await sync_ssh_config(services.settings, services.db)
+            # Best effort: a failure here must not replace the cancellation.
+            with contextlib.suppress(GolemError):
+                await sync_ssh_config(services.settings, services.db)
         raise
     else:
         # Only the local database can fail here (each provider error is an

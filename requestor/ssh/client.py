@@ -41,6 +41,7 @@ from requestor.ssh.hostkeys import (
     same_key,
 )
 from requestor.ssh.keys import load_client_key
+from requestor.ssh.tuning import connect_options
 
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 3
@@ -172,6 +173,7 @@ async def _connect_once(target: Target, limit: float) -> asyncssh.SSHClientConne
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             connect_timeout=limit,
             login_timeout=limit,
+            **connect_options(),  # cipher order: AES-GCM first where the CPU has AES
             **options,
         )
     except asyncssh.HostKeyNotVerifiable:

@@ -22,10 +22,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench._devnet import DevnetThread, create_fleet
 from bench.report import machine, table, update_section
 from bench.startup import golem_executable
-from requestor.devnet.fleet import create_fleet
-from requestor.devnet.threaded import DevnetThread
 from requestor.settings import load_settings
 
 SECTION = "bulk"

@@ -214,7 +214,7 @@ class Row:
     reference_label: str
     reference: list[float]
     kind: str  # "time": golem/reference must be <= target; "pace": reference/golem >= target
-    target: float
+    target: float | None  # None: shown for context, no target
     note: str = ""
 
     @property
@@ -223,7 +223,9 @@ class Row:
         return g / r if self.kind == "time" else r / g
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
         return self.ratio <= self.target if self.kind == "time" else self.ratio >= self.target
 
     def cells(self) -> list[str]:
@@ -233,6 +235,8 @@ class Row:
         else:
             ratio = f"{self.ratio:.2f}× the pace"
             target = f"≥ {self.target:g}×"
+        if self.target is None:
+            target = "(context)"
         golem = f"{_time(_median(self.golem))} ({_spread(self.golem)})"
         reference = f"{self.reference_label}: {_time(_median(self.reference))}"
         return [
@@ -241,7 +245,7 @@ class Row:
             reference,
             ratio,
             target,
-            "**met**" if self.met else "not met",
+            {True: "**met**", False: "not met", None: "—"}[self.met],
         ]
 
 
@@ -310,10 +314,22 @@ def main(argv: list[str] | None = None) -> int:
                 options.runs,
             )
 
+            print(f"1-byte file: {options.runs} rounds…", flush=True)
+            tiny = tmp / "tiny.bin"
+            tiny.write_bytes(b"x")
+            scp = ["scp", "-q", *openssh, "-P", str(port)]
+            tiny_up = interleaved(
+                [
+                    Case("golem", [golem, "vm", "cp", str(tiny), f"{VM}:tiny.bin"]),
+                    Case("scp", [*scp, str(tiny), f"{at}:tiny-scp.bin"]),
+                ],
+                env,
+                options.runs,
+            )
+
             print(f"{options.size_mb} MB file: {options.copy_runs} rounds…", flush=True)
             big = tmp / "big.bin"
             _big_file(big, options.size_mb)
-            scp = ["scp", "-q", *openssh, "-P", str(port)]
             back, back_scp = tmp / "back.bin", tmp / "back-scp.bin"
             file_up = interleaved(
                 [
@@ -401,6 +417,14 @@ def main(argv: list[str] | None = None) -> int:
             ssh_true[1],
             "time",
             1.3,
+        ),
+        Row(
+            "`golem vm cp` 1-byte file up: the fixed cost of a copy",
+            tiny_up[0],
+            "`scp`",
+            tiny_up[1],
+            "time",
+            None,
         ),
         Row(f"`golem vm cp` {mb} MB file up", file_up[0], "`scp`", file_up[1], "pace", 0.7),
         Row(f"`golem vm cp` {mb} MB file down", file_down[0], "`scp`", file_down[1], "pace", 0.7),

@@ -32,9 +32,9 @@ import asyncssh
 from requestor.errors import GolemError, InputError
 from requestor.ssh.tuning import (
     SFTP_BLOCK_SIZE,
-    SFTP_MAX_REQUESTS,
     SMALL_FILE,
     TREE_CONCURRENCY,
+    sftp_max_requests,
 )
 from requestor.text import clean
 
@@ -340,7 +340,7 @@ class _Upload:
                     follow_symlinks=False,
                     progress_handler=self._report,
                     block_size=SFTP_BLOCK_SIZE,
-                    max_requests=SFTP_MAX_REQUESTS,
+                    max_requests=sftp_max_requests(self._sftp.limits.max_write_len),
                 )
                 return
             # Blocking, as asyncssh's own local file access is: under SMALL_FILE
@@ -526,7 +526,7 @@ class _Download:
                         follow_symlinks=True,  # only the VM's side of a swapped-in link is read
                         progress_handler=report,
                         block_size=SFTP_BLOCK_SIZE,
-                        max_requests=SFTP_MAX_REQUESTS,
+                        max_requests=sftp_max_requests(self._sftp.limits.max_read_len),
                     )
             except asyncssh.SFTPError as error:
                 error.srcpath = src  # type: ignore[attr-defined]

@@ -39,3 +39,12 @@ def test_options_never_drop_what_asyncssh_would_offer() -> None:
     macs = {name.decode() for name in get_default_mac_algs()}
     assert set(options["mac_algs"]) == macs  # type: ignore[arg-type]
     assert options["compression_algs"] == ["none"]
+
+
+def test_requests_in_flight_follow_the_servers_block_size() -> None:
+    # A server without the limits extension gets 16 KiB blocks: still 2 MiB in flight.
+    assert tuning.sftp_max_requests(16 * 1024) == 128
+    assert tuning.sftp_max_requests(255 * 1024) == 128
+    assert tuning.sftp_max_requests(1024 * 1024) == 32
+    assert tuning.sftp_max_requests(4 * 1024 * 1024) == 8
+    assert tuning.sftp_max_requests(64 * 1024 * 1024) == 8

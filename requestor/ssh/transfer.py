@@ -246,14 +246,16 @@ def _remote_error(error: asyncssh.SFTPError, src: bytes, dst: bytes) -> asyncssh
 
 
 def _preserved(st: os.stat_result) -> asyncssh.SFTPAttrs:
-    """Mode and times of a local file, as asyncssh's ``put(preserve=True)`` sends them."""
-    attrs = asyncssh.SFTPAttrs.from_local(st)
+    """Mode and times of a local file, as asyncssh's ``put(preserve=True)`` sends them
+    (built here: ``SFTPAttrs.from_local`` also looks up owner names, once per file)."""
+    atime, atime_ns = divmod(st.st_atime_ns, 1_000_000_000)
+    mtime, mtime_ns = divmod(st.st_mtime_ns, 1_000_000_000)
     return asyncssh.SFTPAttrs(
-        permissions=attrs.permissions,
-        atime=attrs.atime,
-        atime_ns=attrs.atime_ns,
-        mtime=attrs.mtime,
-        mtime_ns=attrs.mtime_ns,
+        permissions=st.st_mode,
+        atime=atime,
+        atime_ns=atime_ns,
+        mtime=mtime,
+        mtime_ns=mtime_ns,
     )
 
 

@@ -231,12 +231,11 @@ class Row:
     def cells(self) -> list[str]:
         if self.kind == "time":
             ratio = f"{self.ratio:.2f}× the time"
-            target = f"≤ {self.target:g}×"
+            bound = "≤"
         else:
             ratio = f"{self.ratio:.2f}× the pace"
-            target = f"≥ {self.target:g}×"
-        if self.target is None:
-            target = "(context)"
+            bound = "≥"
+        target = "(context)" if self.target is None else f"{bound} {self.target:g}×"
         golem = f"{_time(_median(self.golem))} ({_spread(self.golem)})"
         reference = f"{self.reference_label}: {_time(_median(self.reference))}"
         return [

@@ -24,8 +24,9 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import asyncssh
 
@@ -38,6 +39,7 @@ from requestor.ssh.tuning import (
 )
 from requestor.text import clean
 
+T = TypeVar("T")
 _VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Progress = Callable[[str, str, int, int], None]  # source, destination, done, total
@@ -238,11 +240,12 @@ async def _files_at_once() -> AsyncIterator[asyncio.TaskGroup]:
         raise _first_error(group) from None
 
 
-def _remote_error(error: asyncssh.SFTPError, src: bytes, dst: bytes) -> asyncssh.SFTPError:
-    # Named as asyncssh names them, so _sftp_error finds the remote path.
-    error.srcpath = src  # type: ignore[attr-defined]
-    error.dstpath = dst  # type: ignore[attr-defined]
-    return error
+def _name_remote_error(error: asyncssh.SFTPError, src: bytes, dst: bytes) -> None:
+    """Name the paths as asyncssh names them, so _sftp_error finds the remote one; the
+    innermost name wins (a folder's walk must not rename a failure inside it)."""
+    if getattr(error, "dstpath", None) is None:
+        error.srcpath = src  # type: ignore[attr-defined]
+        error.dstpath = dst  # type: ignore[attr-defined]
 
 
 def _preserved(st: os.stat_result) -> asyncssh.SFTPAttrs:
@@ -265,8 +268,12 @@ class _Upload:
 
     A small file costs four round trips (open, write, close, setstat) and next
     to no bandwidth, so a tree of them copied one by one waits on the VM most
-    of the time; TREE_CONCURRENCY files in flight keep the connection busy.
-    Files of SMALL_FILE bytes or more go through asyncssh's pipelined ``put``.
+    of the time. The walk is sequential (a folder exists before anything is
+    written into it) and hands each file to a task, at most TREE_CONCURRENCY
+    at once: the walk waits for a free slot, so a huge tree never holds more
+    than that many files in memory. Files of SMALL_FILE bytes or more go through
+    asyncssh's pipelined ``put``. Fifos and devices are skipped with a note
+    (reading one could block the copy or never end).
     """
 
     def __init__(
@@ -281,6 +288,10 @@ class _Upload:
         self._report = report
         self._warn = warn
         self._files = asyncio.Semaphore(TREE_CONCURRENCY)
+        self._tasks: asyncio.TaskGroup | None = None
+        # Folders in the order made: their modes and times are set once everything
+        # is in them, deepest first, so a read-only folder can still be filled.
+        self._folders: list[tuple[bytes, bytes, os.stat_result]] = []
 
     async def run(self, sources: Sequence[str], destination: str) -> None:
         named = os.fsencode(destination)
@@ -290,73 +301,83 @@ class _Upload:
                 f"{_remote(self._vm, named)} is not a folder",
                 "With several sources the destination must be an existing folder.",
             )
-        async with _files_at_once() as tasks:
+        async with _files_at_once() as self._tasks:
             for source in sources:
                 src = os.fsencode(source)
-                st = os.lstat(src)
                 dst = posixpath.join(named, os.path.basename(src)) if into else named
-                tasks.create_task(self._entry(src, dst, st))
+                await self._entry(src, dst, os.lstat(src))
+        for src, dst, st in reversed(self._folders):
+            await self._named(src, dst, self._sftp.setstat(dst, _preserved(st)))
+
+    async def _named(self, src: bytes, dst: bytes, request: Awaitable[T]) -> T:
+        try:
+            return await request
+        except asyncssh.SFTPError as error:
+            _name_remote_error(error, src, dst)
+            raise
 
     async def _entry(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                await self._folder(src, dst, st)
-            elif stat.S_ISLNK(st.st_mode):
-                await self._link(src, dst, st)
-            elif stat.S_ISREG(st.st_mode):
-                await self._file(src, dst, st)
-            else:
-                # A fifo or a device would block the copy or never end.
-                self._warn(f"Skipping non-regular file {_local(src)}")
-        except asyncssh.SFTPError as error:
-            raise _remote_error(error, src, dst) from None
+        if stat.S_ISDIR(st.st_mode):
+            await self._folder(src, dst)
+            self._folders.append((src, dst, st))
+        elif stat.S_ISLNK(st.st_mode):
+            await self._link(src, dst, st)
+        elif stat.S_ISREG(st.st_mode):
+            assert self._tasks is not None
+            await self._files.acquire()  # released by _file
+            self._tasks.create_task(self._file(src, dst, st))
+        else:
+            self._warn(f"Skipping non-regular file {_local(src)}")
 
-    async def _folder(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
-        if not await self._sftp.isdir(dst):
-            await self._sftp.mkdir(dst)
+    async def _folder(self, src: bytes, dst: bytes) -> None:
+        if not await self._named(src, dst, self._sftp.isdir(dst)):
+            await self._named(src, dst, self._sftp.mkdir(dst))
         with os.scandir(src) as listing:
             entries = [
                 (entry.path, entry.name, entry.stat(follow_symlinks=False)) for entry in listing
             ]
-        # The folder's own mode and times go last: a read-only folder can still be
-        # filled, and writing into it would change its time.
-        async with _files_at_once() as tasks:
-            for path, name, entry_stat in entries:
-                tasks.create_task(self._entry(path, posixpath.join(dst, name), entry_stat))
-        await self._sftp.setstat(dst, _preserved(st))
+        for path, name, entry_stat in entries:
+            await self._entry(path, posixpath.join(dst, name), entry_stat)
 
     async def _link(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
         # Copied as a link (what it points at is never read), as sftp put -R does.
-        await self._sftp.symlink(os.readlink(src), dst)
+        await self._named(src, dst, self._sftp.symlink(os.readlink(src), dst))
         with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-            await self._sftp.setstat(dst, _preserved(st), follow_symlinks=False)
+            await self._named(
+                src, dst, self._sftp.setstat(dst, _preserved(st), follow_symlinks=False)
+            )
 
     async def _file(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
-        async with self._files:
-            if st.st_size >= SMALL_FILE:
-                await self._sftp.put(
-                    src,
-                    dst,
-                    preserve=True,
-                    recurse=False,
-                    follow_symlinks=False,
-                    progress_handler=self._report,
-                    block_size=SFTP_BLOCK_SIZE,
-                    max_requests=sftp_max_requests(self._sftp.limits.max_write_len),
-                )
-                return
-            # Blocking, as asyncssh's own local file access is: under SMALL_FILE
-            # bytes, usually in the page cache, and nothing else waits on this loop.
-            with open(src, "rb") as handle:  # noqa: ASYNC230
-                data = handle.read()
-            remote = await self._sftp.open(dst, "wb", encoding=None)
-            try:
-                if data:
-                    await remote.write(data, 0)
-            finally:
-                await remote.close()
-            # After close: a server that buffers writes would set the time again on close.
-            await self._sftp.setstat(dst, _preserved(st))
+        try:
+            await self._named(src, dst, self._send(src, dst, st))
+        finally:
+            self._files.release()
+
+    async def _send(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
+        if st.st_size >= SMALL_FILE:
+            await self._sftp.put(
+                src,
+                dst,
+                preserve=True,
+                recurse=False,
+                follow_symlinks=False,
+                progress_handler=self._report,
+                block_size=SFTP_BLOCK_SIZE,
+                max_requests=sftp_max_requests(self._sftp.limits.max_write_len),
+            )
+            return
+        # Blocking, as asyncssh's own local file access is: under SMALL_FILE
+        # bytes, usually in the page cache, and nothing else waits on this loop.
+        with open(src, "rb") as handle:  # noqa: ASYNC230
+            data = handle.read()
+        remote = await self._sftp.open(dst, "wb", encoding=None)
+        try:
+            if data:
+                await remote.write(data, 0)
+        finally:
+            await remote.close()
+        # After close: a server that buffers writes would set the time again on close.
+        await self._sftp.setstat(dst, _preserved(st))
         self._report(src, dst, len(data), len(data))
 
 
@@ -402,7 +423,8 @@ class _Download:
         # deepest first, so a read-only folder can still be filled.
         self._folders: list[tuple[bytes, asyncssh.SFTPAttrs]] = []
         # The walk itself is sequential (a folder exists before its files are
-        # written); the files it finds are fetched TREE_CONCURRENCY at a time.
+        # written); the files it finds are fetched TREE_CONCURRENCY at a time, and
+        # the walk waits for a free slot, so a huge tree is never all in memory.
         self._files = asyncio.Semaphore(TREE_CONCURRENCY)
         self._tasks: asyncio.TaskGroup | None = None
 
@@ -444,6 +466,7 @@ class _Download:
             await self._folder(src, dst, attrs, named_by_user)
         elif kind == asyncssh.FILEXFER_TYPE_REGULAR:
             assert self._tasks is not None
+            await self._files.acquire()  # released by _file: the walk waits for a slot
             self._tasks.create_task(self._file(src, dst, attrs))
         elif kind == asyncssh.FILEXFER_TYPE_SYMLINK:
             self._warn(f"Skipping symbolic link {_remote(self._vm, src)} (links are not copied)")
@@ -487,8 +510,10 @@ class _Download:
             )
 
     async def _file(self, src: bytes, dst: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        async with self._files:
+        try:
             await self._fetch(src, dst, attrs)
+        finally:
+            self._files.release()
 
     async def _fetch(self, src: bytes, dst: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         if _local_kind(dst) == "folder":

@@ -340,3 +340,25 @@ def test_a_tree_of_many_sizes_both_ways_keeps_every_byte_mode_and_time(
                 if folder.is_dir() and not folder.is_symlink():
                     folder.chmod(0o755)
             shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_error_deep_in_a_tree_names_the_path_that_failed(world: World, tmp_path: Path) -> None:
+    """Files are copied several at a time; the message still names the one that failed,
+    not the folder the walk started from."""
+    source = tmp_path / "deep-err"
+    (source / "a" / "b").mkdir(parents=True)
+    for index in range(40):
+        (source / "a" / f"f{index}.txt").write_bytes(b"x\n")
+    (source / "a" / "b" / "inner.txt").write_bytes(b"y\n")
+    remote = world.vm_home("vm1") / "deep-err"
+    (remote / "a").mkdir(parents=True)
+    (remote / "a" / "b").write_bytes(b"a file where the tree has a folder\n")
+    try:
+        result = world.golem("vm", "cp", "-r", str(source), "vm1:")
+        assert result.returncode == 1
+        lines = _message(result)
+        assert "vm1:./deep-err/a/b failed" in lines[0], lines
+    finally:
+        import shutil
+
+        shutil.rmtree(remote)

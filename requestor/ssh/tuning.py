@@ -43,8 +43,8 @@ def sftp_max_requests(block_size: int) -> int:
 # 128 KiB packets cut both sides' CPU per megabyte of a download by about a
 # quarter on the devnet (client 0.43 -> 0.33 s, server 0.44 -> 0.34 s for 200
 # MB) and stay under the 256 KiB packet size OpenSSH accepts; 8 MiB of window
-# keeps a 100 ms link at 80 MB/s rather than 20. Uploads are sized by the
-# server's own choice of these two, not ours.
+# lets a download over a 100 ms link reach 80 MB/s rather than 20. Uploads are
+# sized by the server's own choice of these two, not ours.
 CHANNEL_WINDOW = 8 * 1024 * 1024
 CHANNEL_MAX_PACKET = 128 * 1024
 
@@ -52,9 +52,10 @@ CHANNEL_MAX_PACKET = 128 * 1024
 # (open, write, close, setstat), not bandwidth, so overlapping them is what
 # makes a tree fast. Bounded so a huge tree does not open thousands of handles.
 TREE_CONCURRENCY = 16
-# Below this a file is read or written in one go (open, one request, close:
-# no per-block progress); at or above it asyncssh's pipelined get/put stream it
-# in blocks with a progress report per block. Not above the 1 MiB from which
+# Below this a file is read or written whole (open, its data in requests of the
+# server's block size -- one, on the devnet -- close; one progress report); at
+# or above it asyncssh's pipelined get/put stream it in blocks, with a progress
+# report per block and asyncssh's extra stat round trips. Not above the 1 MiB from which
 # `golem vm cp` draws a progress bar, so every file that had a bar keeps it.
 SMALL_FILE = 1024 * 1024
 
@@ -70,7 +71,8 @@ _MACS = (
     "umac-64-etm@openssh.com",
 )
 # Compression costs CPU on both ends for data that is usually compressed
-# already (archives, images) or crosses a fast link; "none" first, as OpenSSH.
+# already (archives, images) or crosses a fast link. "none" only: every server
+# must support it (RFC 4253, 6.2).
 COMPRESSION_ALGS = ("none",)
 
 

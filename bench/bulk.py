@@ -27,8 +27,6 @@ from bench._devnet import DevnetThread, create_fleet
 from bench.report import machine, table, update_section
 from bench.startup import golem_executable
 from requestor.settings import load_settings
-from tests.support.fleet import create_fleet
-from tests.support.threaded import DevnetThread
 
 SECTION = "bulk"
 

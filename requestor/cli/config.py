@@ -32,6 +32,6 @@ def show(app: AppContext, as_json: bool) -> None:
 
     report = show_config()
     if as_json:
-        click.echo(render.dump_json(render.config_json(report)))
+        render.print_json(render.config_json(report))
     else:
         render.config_report(app.console, report)

@@ -143,7 +143,7 @@ def providers(
     if as_json or quiet:
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
         if as_json:
-            click.echo(render.dump_json(render.providers_json(listing)))
+            render.print_json(render.providers_json(listing))
         else:
             render.names_only(v.advertisement.provider_id for v in listing.providers)
         return
@@ -198,7 +198,7 @@ def create(
 
     if as_json:
         result = run_with_services(app, lambda services: create_vm(services, request))
-        click.echo(render.dump_json(render.created_json(result)))
+        render.print_json(render.created_json(result))
         return
 
     with render.busy(app.err_console, "Creating VM…") as status:
@@ -274,17 +274,17 @@ def list_command(
         # The common case reads local state only: no HTTP stack is loaded.
         from requestor.services.local import local_vms
 
-        listing = app.run(local_vms(app.settings, chosen))
+        listing = local_vms(app.settings, app.run, chosen)
     from requestor.cli import render
 
-    if as_json:
-        click.echo(render.dump_json([render.vm_json(vm) for vm in listing.vms]))
-        return
-    if quiet:
-        render.names_only(vm.name for vm in listing.vms)
-        return
-    render.legacy_rejected(app.err_console, listing)
-    render.vm_list(app.console, listing.vms, filtered=not chosen.everything)
+    render.vm_listing(
+        app.console,
+        app.err_console,
+        listing,
+        as_json,
+        quiet=quiet,
+        filtered=not chosen.everything,
+    )
 
 
 @vm.command()
@@ -298,7 +298,7 @@ def forget(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
 
     removed = run_with_services(app, lambda services: forget_vms(services, names))
     if as_json:
-        click.echo(render.dump_json([{"name": name} for name in removed]))
+        render.print_json([{"name": name} for name in removed])
     else:
         render.forgot(removed)
 
@@ -383,7 +383,7 @@ def _act(
     except Declined:
         # 'n' at the prompt: nothing was touched, as the user chose; not an error.
         if as_json:
-            click.echo(render.dump_json([]))
+            render.print_json([])
         else:
             render.declined(app.err_console, action.value)
         return None
@@ -396,10 +396,7 @@ def _act(
     finally:
         bar.stop()
     if done is None:
-        if as_json:
-            click.echo(render.dump_json([]))
-        else:
-            render.nothing_selected(app.err_console)
+        render.nothing_selected(app.err_console, as_json)
         return None
     if len(done.outcomes) == 1 and not done.interrupted and not as_json:
         outcome = done.outcomes[0]

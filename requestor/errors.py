@@ -58,6 +58,16 @@ class StateError(GolemError):
     """The local database cannot be used (corrupt, newer schema, unwritable)."""
 
 
+class NothingMatchedError(InputError):
+    """A VM selection (names, globs, --provider) that matches no VM in local state:
+    the same error, whatever the reason, so scripts can rely on one exit code."""
+
+    # The spec's wording for a VM that is not in local state.
+    default_hint = (
+        "The VM may have been manually removed. Use 'golem vm list' to see available VMs."
+    )
+
+
 class VMNotFoundError(GolemError):
     default_hint = (
         "The VM may have been manually removed. Use 'golem vm list' to see available VMs."

@@ -68,6 +68,20 @@ class NothingMatchedError(InputError):
     )
 
 
+class DatabaseLockedError(StateError):
+    """Another process kept the database's write lock beyond the wait."""
+
+
+class UnrecordedActionsError(StateError):
+    """Providers did what was asked, but the database stayed locked: the user must
+    learn what happened and how to record it."""
+
+    default_hint = (
+        "Run 'golem vm list --refresh' once the other golem command has finished:"
+        " it records what the providers hold."
+    )
+
+
 class VMNotFoundError(GolemError):
     default_hint = (
         "The VM may have been manually removed. Use 'golem vm list' to see available VMs."

@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from requestor.db import repository
 from requestor.db.models import VM
 from requestor.errors import (
+    DatabaseLockedError,
     GolemError,
     InputError,
     NothingMatchedError,
     ProviderRefusedError,
+    UnrecordedActionsError,
     VMGoneError,
 )
 from requestor.services.access import sync_ssh_config
@@ -399,6 +401,7 @@ async def _first_host_key(host: str, port: int) -> str | None:
 
 
 async def _record(services: Services, vm_id: int, change: _Change) -> None:
+    """Write one VM's result; raises DatabaseLockedError after a short wait."""
     if not change.record:
         return
     values: repository.VMChanges = {"last_error": change.error}
@@ -411,7 +414,7 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
         values["host_key"] = change.host_key
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         if change.delete:
             await repository.delete_vm(session, vm_id)
             return
@@ -447,6 +450,18 @@ async def run_action(
     writes: set[asyncio.Task[None]] = set()
     relocator = _Relocator(services)
     access_changed = False
+    unrecorded: list[Outcome] = []
+    locked = False
+
+    async def record(vm: VM, outcome: Outcome, change: _Change) -> None:
+        nonlocal locked
+        if not locked:  # once the lock was not had in time, the others do not wait
+            try:
+                await _record(services, vm.id, change)
+                return
+            except DatabaseLockedError:
+                locked = True
+        unrecorded.append(outcome)
 
     async def one(vm: VM) -> None:
         nonlocal access_changed
@@ -455,7 +470,7 @@ async def run_action(
         )
         async with bound, provider_turn:
             outcome, change = await _perform(services, action, vm, relocator)
-        write = asyncio.ensure_future(_record(services, vm.id, change))
+        write = asyncio.ensure_future(record(vm, outcome, change))
         writes.add(write)
         if change.changes_access:
             access_changed = True
@@ -490,6 +505,8 @@ async def run_action(
         report.seconds = time.perf_counter() - started
         if access_changed:
             await sync_ssh_config(services.settings, services.db)
+        if unrecorded:
+            raise _unrecorded(services, action, unrecorded) from None
         raise
     else:
         # Only the local database can fail here (each provider error is an
@@ -499,8 +516,44 @@ async def run_action(
             raise failures[0]
     if access_changed:
         await sync_ssh_config(services.settings, services.db)
+    if unrecorded:
+        raise _unrecorded(services, action, unrecorded)
     report.seconds = time.perf_counter() - started
     return report
+
+
+_DONE_REMOTELY = {
+    Action.START: "started",
+    Action.STOP: "stopped",
+    Action.DESTROY: "destroyed",
+}
+
+
+def _unrecorded(
+    services: Services, action: Action, outcomes: Sequence[Outcome]
+) -> UnrecordedActionsError:
+    """Which results the providers gave that local state does not hold."""
+
+    def what(outcome: Outcome) -> str:
+        name = clean(outcome.name, 64)
+        if not outcome.ok:
+            return f"{name} not {_DONE_REMOTELY.get(action, action.value + 'ed')}"
+        if action is Action.REFRESH:
+            return f"{name} is {outcome.status.value if outcome.status else 'gone'}"
+        if action is Action.FORGET:
+            return f"{name} not forgotten (its provider no longer holds it)"
+        return f"{name} {_DONE_REMOTELY[action]}"
+
+    ordered = sorted(outcomes, key=lambda o: (not o.ok, o.name))
+    shown = ", ".join(what(o) for o in ordered[:20])
+    if len(ordered) > 20:
+        shown += f", and {len(ordered) - 20} more"
+    done = sum(1 for o in outcomes if o.ok)
+    return UnrecordedActionsError(
+        f"The database {services.settings.db_path} stayed locked by another golem process,"
+        f" so {len(outcomes)} result(s) from the providers ({done} done) are not recorded:"
+        f" {shown}"
+    )
 
 
 async def list_vms(

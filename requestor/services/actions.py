@@ -453,15 +453,20 @@ async def run_action(
     unrecorded: list[Outcome] = []
     locked = False
 
+    # Writes are one at a time anyway (one writer per process); taking turns here
+    # lets each see whether an earlier one already waited for the lock in vain.
+    recording = asyncio.Lock()
+
     async def record(vm: VM, outcome: Outcome, change: _Change) -> None:
         nonlocal locked
-        if not locked:  # once the lock was not had in time, the others do not wait
-            try:
-                await _record(services, vm.id, change)
-                return
-            except DatabaseLockedError:
-                locked = True
-        unrecorded.append(outcome)
+        async with recording:
+            if not locked:  # once the lock was not had in time, the others do not wait
+                try:
+                    await _record(services, vm.id, change)
+                    return
+                except DatabaseLockedError:
+                    locked = True
+            unrecorded.append(outcome)
 
     async def one(vm: VM) -> None:
         nonlocal access_changed

@@ -234,3 +234,13 @@ def test_forget_refuses_when_the_provider_does_not_answer(
     assert "db-1" in db_rows(golem_env.db_path)
     assert_ok(golem("vm", "forget", "db-1", "--force"))
     assert "db-1" not in db_rows(golem_env.db_path)
+
+
+def test_names_with_all_change_nothing_not_even_local_state(golem_env: GolemEnv, golem) -> None:  # type: ignore[no-untyped-def]
+    result = golem("vm", "destroy", "web-*", "--all", "--yes")
+    assert result.exit_code == 2
+    assert not golem_env.db_path.exists()
+    result = golem("vm", "forget")
+    assert result.exit_code == 2
+    assert "Name at least one VM, or use --all or --provider ID" in result.output
+    assert not golem_env.db_path.exists()

@@ -250,12 +250,16 @@ def list_command(
     timeout: float | None,
     quiet: bool,
     as_json: bool,
-) -> None:
+) -> BulkReport | None:
     """List your VMs from local state (--refresh asks the providers first).
 
     \b
     PATTERNs are names or shell globs ('web-*'); with filters, a VM is listed
     when it matches every filter given. No match is an empty list, not an error.
+
+    With --refresh, each provider whose answer could not be used is named on
+    stderr and its VMs are shown unreachable; the exit code is then 3 (some VMs
+    not refreshed) or 1 (none refreshed).
     """
     from requestor.services.views import VMFilter
 
@@ -264,10 +268,11 @@ def list_command(
         provider_id=provider_id,
         status=None if status is None else VMStatus(status),
     )
+    report = None
     if refresh:
         from requestor.services.actions import list_vms
 
-        listing, _report = run_with_services(
+        listing, report = run_with_services(
             app, lambda services: list_vms(services, chosen, refresh=True), call_timeout=timeout
         )
     else:
@@ -282,40 +287,37 @@ def list_command(
         app.err_console,
         listing,
         as_json,
+        refresh=report,
         quiet=quiet,
         filtered=not chosen.everything,
     )
+    return report
 
 
-@vm.command()
-@click.argument("names", nargs=-1, required=True, shell_complete=complete.vm_names)
-@json_option("The names removed, as a JSON list (docs/json.md).")
-@pass_app
-def forget(app: AppContext, names: tuple[str, ...], as_json: bool) -> None:
-    """Remove VMs from local state only (e.g. ones the provider no longer knows)."""
-    from requestor.cli import render
-    from requestor.services.actions import forget_vms
+# --- start, stop, destroy, forget: one selection grammar ----------------------------
 
-    removed = run_with_services(app, lambda services: forget_vms(services, names))
-    if as_json:
-        render.print_json([{"name": name} for name in removed])
-    else:
-        render.forgot(removed)
-
-
-# --- start, stop, destroy: one, several, globs, --all --------------------------------
+SELECTION_HELP = """
+\b
+Choose VMs (the same way in start, stop, destroy and forget):
+  NAME...            exact names or shell globs ('web-*'); each must match a VM
+  --all              every VM in local state (not together with names)
+  --provider ID      that provider's VMs; with names or --all, only those on it
+A selection that matches nothing is an error (exit 2), and nothing is done.
+"""
 
 
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("names", nargs=-1, shell_complete=complete.vm_names),
-        click.option("--all", "all_vms", is_flag=True, help="Every VM in local state."),
+        click.option(
+            "--all", "all_vms", is_flag=True, help="Every VM in local state (not with names)."
+        ),
         click.option(
             "--provider",
             "provider_id",
             metavar="ID",
             shell_complete=complete.provider_ids,
-            help="Only VMs on this provider.",
+            help="Only VMs on this provider (narrows names too).",
         ),
         click.option(
             "--concurrency",
@@ -347,17 +349,21 @@ def _act(
     timeout: float | None,
     as_json: bool,
     confirm: Callable[[list[str]], None] | None = None,
+    force: bool = False,
 ) -> BulkReport | None:
     """Run one bulk action and render its report; the root group maps the report
     to the exit code (0, 1 all failed, 3 partly failed, 130 interrupted)."""
     from requestor.cli import render
-    from requestor.services.actions import Action, BulkReport, act
+    from requestor.services.actions import Action, BulkReport, act, check_selection
 
+    check_selection(names, all_vms=all_vms, provider_id=provider_id)  # before anything
     action = Action(action_name)
     report = BulkReport(action)
     bar = render.BulkProgress(app.err_console, action.value)
 
-    def selected(chosen: list[str]) -> None:
+    def selected(chosen: list[str], note: str | None) -> None:
+        if note is not None:
+            render.selection_note(app.err_console, note)
         if confirm is not None:
             confirm(chosen)
         if not as_json and len(chosen) > 1:
@@ -374,6 +380,7 @@ def _act(
                 all_vms=all_vms,
                 provider_id=provider_id,
                 concurrency=concurrency,
+                force=force,
                 on_selected=selected,
                 on_outcome=bar.advance,
             ),
@@ -406,33 +413,62 @@ def _act(
     return done
 
 
-@vm.command()
+@vm.command(help="Start stopped VMs.\n" + SELECTION_HELP)
 @_selection_options
 @pass_app
 def start(app: AppContext, /, **selection: Any) -> BulkReport | None:
-    """Start stopped VMs: NAME..., shell globs ('web-*'), --all or --provider."""
     return _act(app, "start", **selection)
 
 
-@vm.command()
+@vm.command(help="Stop VMs.\n" + SELECTION_HELP)
 @_selection_options
 @pass_app
 def stop(app: AppContext, /, **selection: Any) -> BulkReport | None:
-    """Stop VMs: NAME..., shell globs ('web-*'), --all or --provider."""
     return _act(app, "stop", **selection)
 
 
-@vm.command()
+@vm.command(help="Destroy VMs for good (asks first; --yes to skip).\n" + SELECTION_HELP)
 @_selection_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def destroy(app: AppContext, /, yes: bool, **selection: Any) -> BulkReport | None:
-    """Destroy VMs for good: NAME..., shell globs ('web-*'), --all or --provider."""
+    from requestor.cli.render import confirm
 
-    from requestor.cli.render import confirm_destroy
-
-    def confirm(names: list[str]) -> None:
+    def ask(names: list[str]) -> None:
         if not yes:
-            confirm_destroy(names)
+            confirm("destroy", names, "This cannot be undone")
 
-    return _act(app, "destroy", confirm=confirm, **selection)
+    return _act(app, "destroy", confirm=ask, **selection)
+
+
+@vm.command(
+    help="Remove VMs from local state only, once their provider no longer holds them.\n"
+    "\n"
+    "Each VM's provider is asked first: a VM it still holds, or a provider that does\n"
+    "not answer, is refused (destroy it, or --force). Several VMs, a glob, --all or\n"
+    "--provider ask for confirmation (--yes to skip).\n" + SELECTION_HELP
+)
+@_selection_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Forget without asking the providers (each may keep the VM running and billing).",
+)
+@pass_app
+def forget(app: AppContext, /, yes: bool, force: bool, **selection: Any) -> BulkReport | None:
+    from requestor.cli.render import confirm
+    from requestor.services.actions import is_glob
+
+    # Only one VM named exactly goes without a question.
+    wide = bool(
+        selection["all_vms"]
+        or selection["provider_id"] is not None
+        or any(is_glob(name) for name in selection["names"])
+    )
+
+    def ask(names: list[str]) -> None:
+        if (wide or len(names) > 1) and not yes:
+            confirm("forget", names, "golem will no longer track them")
+
+    return _act(app, "forget", confirm=ask, force=force, **selection)

@@ -87,3 +87,26 @@ def test_destroy_all_asks_at_a_terminal_with_the_count(
     assert child.exitstatus == 0
     assert db_rows(golem_env.db_path) == {}
     assert all(not s["vms"] for s in devnet.summaries())
+
+
+def test_declining_forget_is_nothing_forgotten_and_exit_0(
+    golem_env: GolemEnv, devnet: DevnetThread
+) -> None:
+    env = {**golem_env.env, "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url}
+    asyncio.run(create_fleet(load_settings(env), [devnet.providers[0].provider_id], 2))
+    child = pexpect.spawn(
+        str(GOLEM),
+        ["vm", "forget", "--all", "--force"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+    child.expect(r"Forget 2 VM\(s\)")
+    child.sendline("n")
+    child.expect("Nothing forgotten.")
+    assert "Error" not in child.before
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert len(db_rows(golem_env.db_path)) == 2

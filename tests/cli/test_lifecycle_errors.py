@@ -59,21 +59,22 @@ def test_invalid_input_is_refused_before_anything(
 
 def test_vm_not_found(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[no-untyped-def]
     hint = "The VM may have been manually removed. Use 'golem vm list' to see available VMs."
-    for command in ("stop", "start", "destroy"):
-        yes = ("--yes",) if command == "destroy" else ()
+    for command in ("stop", "start", "destroy", "forget"):
+        yes = ("--yes",) if command in ("destroy", "forget") else ()
         result = golem("vm", command, "nope", *yes)
-        assert result.exit_code == 1, result.output
+        # A selection that matches nothing is bad input, as an unmatched glob is.
+        assert result.exit_code == 2, result.output
         error, solution = _error_lines(result.output)
         assert error == "Error: VM not found in local database: nope"
         assert solution == f"Solution: {hint}"
         # --json: the same error as one JSON object on stderr, nothing on stdout.
         result = golem("vm", command, "nope", *yes, "--json")
-        assert result.exit_code == 1, result.output
+        assert result.exit_code == 2, result.output
         assert result.stdout == ""
         assert json.loads(result.stderr) == {
             "error": {
-                "code": "vm_not_found",
-                "exit_code": 1,
+                "code": "nothing_matched",
+                "exit_code": 2,
                 "message": "VM not found in local database: nope",
                 "hint": hint,
             }

@@ -101,9 +101,9 @@ def test_json_on_every_command_that_prints_a_result(
     assert destroyed[0]["result"] == "done"
 
     _fleet(golem_env, devnet, 1, prefix="old")
-    forgot = golem("vm", "forget", "old-000", "--json")
+    forgot = golem("vm", "forget", "old-000", "--force", "--json")
     assert_ok(forgot)
-    assert json.loads(forgot.stdout) == [{"name": "old-000"}]
+    assert [(o["name"], o["result"]) for o in json.loads(forgot.stdout)] == [("old-000", "done")]
     assert db_rows(golem_env.db_path) == {}
 
     status = run_golem(golem_env, "devnet", "status", "--json", extra_env=env)
@@ -152,10 +152,11 @@ def test_forward_json_gives_the_listening_address(
         (("vm", "create", "Bad-Name", *SMALL_VM), "input", 2),
         (("vm", "create", "ok-name", "--cpu", "1"), "usage", 2),
         (("vm", "providers", "--country", "Sweden"), "input", 2),
-        (("vm", "stop", "nope"), "vm_not_found", 1),
-        (("vm", "start", "nope"), "vm_not_found", 1),
-        (("vm", "destroy", "nope", "--yes"), "vm_not_found", 1),
-        (("vm", "forget", "nope"), "vm_not_found", 1),
+        (("vm", "stop", "nope"), "nothing_matched", 2),
+        (("vm", "start", "nope"), "nothing_matched", 2),
+        (("vm", "destroy", "nope", "--yes"), "nothing_matched", 2),
+        (("vm", "forget", "nope", "--yes"), "nothing_matched", 2),
+        (("vm", "stop", "--all", "web-1"), "input", 2),
         (("vm", "ssh-config", "nope"), "vm_not_found", 1),
         (("vm", "cp", "nope:x", "."), "vm_not_found", 1),
         (("vm", "forward", "nope", "80"), "vm_not_found", 1),

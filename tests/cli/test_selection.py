@@ -78,8 +78,13 @@ def test_names_with_all_are_refused_before_anything(
             "--yes" if command != "stop" and command != "start" else "--json",
         )
         assert result.exit_code == 2, result.output
-        assert "Error: Name VMs or use --all, not both" in result.output
-        assert "Solution:" in result.output
+        if command in ("stop", "start"):  # --json: the error is one JSON object
+            error = json.loads(result.stderr)["error"]
+            assert error["message"] == "Name VMs or use --all, not both"
+            assert error["hint"] and error["code"] == "input"
+        else:
+            assert "Error: Name VMs or use --all, not both" in result.output
+            assert "Solution:" in result.output
     assert set(_statuses(golem_env).values()) == {"running"}
     assert len(_changing_requests(fleet)) == before
 

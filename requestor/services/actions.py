@@ -24,10 +24,12 @@ from requestor.errors import (
     InputError,
     ProviderRefusedError,
     ProviderUnavailableError,
+    UnsupportedOperationError,
     VMGoneError,
     VMNotFoundError,
 )
 from requestor.services.access import sync_ssh_config
+from requestor.services.capabilities import restart_support
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
 from requestor.services.views import VMListing, vm_view
@@ -144,6 +146,7 @@ class _Change:
     host_key: str | None = None  # a first pin, for a crashed create that refresh completed
     unreachable: bool = False  # the provider's API gave no answer at all
     moved_to: Advertisement | None = None  # the provider answers at a new address
+    cannot_start: bool = False  # the provider has no start route (remembered per provider)
 
     @property
     def changes_access(self) -> bool:
@@ -196,11 +199,12 @@ async def _perform(
             access = await services.provider(ad.ip_address, vm.provider_id).access(
                 vm.provider_vm_name
             )
-            moved_change = dataclasses.replace(
-                moved_change,
-                ssh_host=services.settings.ssh_host(access.ssh_host),
-                ssh_port=access.ssh_port,
-            )
+            if access is not None:
+                moved_change = dataclasses.replace(
+                    moved_change,
+                    ssh_host=services.settings.ssh_host(access.ssh_host),
+                    ssh_port=access.ssh_port,
+                )
     return moved_outcome, dataclasses.replace(moved_change, moved_to=ad)
 
 
@@ -249,6 +253,10 @@ async def _perform_at(
         return outcome(Result.FAILED, vm.status, error), _Change(
             error=error.message, unreachable=True
         )
+    except UnsupportedOperationError as error:
+        return outcome(Result.FAILED, vm.status, error), _Change(
+            error=error.message, cannot_start=action is Action.START
+        )
     except GolemError as error:
         return outcome(Result.FAILED, vm.status, error), _Change(error=error.message)
     except Exception as error:  # isolate one VM's surprise from the others
@@ -285,6 +293,8 @@ async def _refresh_one(
         # A create interrupted before its access details were stored: finish
         # what create would have done, including the first host-key pin.
         access = await client.access(vm.provider_vm_name)
+        if access is None:  # no SSH port yet: a later refresh completes it
+            return outcome(Result.DONE, status), change
         ssh_host = services.settings.ssh_host(access.ssh_host)
         host_key = None
         if status is VMStatus.RUNNING and vm.host_key is None:
@@ -308,7 +318,7 @@ async def _first_host_key(host: str, port: int) -> str | None:
         return None
 
 
-async def _record(services: Services, vm_id: int, change: _Change) -> None:
+async def _record(services: Services, vm_id: int, provider_ip: str, change: _Change) -> None:
     values: repository.VMChanges = {"last_error": change.error}
     if change.status is not None:
         values["status"] = change.status
@@ -325,6 +335,8 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
             return
         if change.moved_to is not None:
             await repository.remember_provider(session, change.moved_to)
+        if change.cannot_start:
+            await repository.note_cannot_start(session, provider_ip)
         await repository.update_vm(session, vm_id, **values)
 
 
@@ -363,7 +375,7 @@ async def run_action(
         )
         async with bound, provider_turn:
             outcome, change = await _perform(services, action, vm, relocator)
-        write = asyncio.ensure_future(_record(services, vm.id, change))
+        write = asyncio.ensure_future(_record(services, vm.id, vm.provider_ip, change))
         writes.add(write)
         if change.changes_access:
             access_changed = True
@@ -426,6 +438,16 @@ async def list_vms(
     return VMListing(views, rejected, str(services.settings.db_path)), report
 
 
+async def cannot_restart(services: Services, vms: Sequence[VM]) -> list[str]:
+    """The VMs among ``vms`` (not yet stopped) that could never run again once
+    stopped: their provider is known to have no start route."""
+    running = [vm for vm in vms if vm.status not in (VMStatus.STOPPED, VMStatus.GONE)]
+    support = await restart_support(
+        services, ((vm.provider_ip, vm.provider_id or vm.provider_ip) for vm in running)
+    )
+    return [vm.name for vm in running if support.get(vm.provider_ip) is False]
+
+
 async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:
     vms = await select_vms(services, names)
     async with services.db.write() as session:
@@ -446,15 +468,22 @@ async def act(
     concurrency: int = DEFAULT_CONCURRENCY,
     on_selected: Callable[[list[str]], None] = lambda _names: None,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    on_final_stop: Callable[[list[str], int], None] | None = None,
 ) -> BulkReport | None:
     """Select VMs, then ``run_action`` on them; None when nothing was selected.
 
     ``on_selected`` sees the names first and may raise to stop (a confirmation
-    refused); ``report`` is filled as results arrive, also when cancelled.
+    refused); ``report`` is filled as results arrive, also when cancelled. For a
+    stop, ``on_final_stop`` first sees the VMs whose provider cannot start a
+    stopped VM (a stop there is final) and how many were selected, if any are.
     """
     vms = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
     if not vms:
         return None
+    if action is Action.STOP and on_final_stop is not None:
+        final = await cannot_restart(services, vms)
+        if final:
+            on_final_stop(final, len(vms))
     on_selected([vm.name for vm in vms])
     return await run_action(
         services, action, vms, concurrency=concurrency, on_outcome=on_outcome, report=report

@@ -20,6 +20,7 @@ from requestor.errors import (
     GolemError,
     InsufficientResourcesError,
     NameTakenError,
+    PaymentRequiredError,
     ProviderProtocolError,
     ProviderRefusedError,
     ProviderUnavailableError,
@@ -201,6 +202,11 @@ async def _deploy(
             f"{clean(failed.job.error or 'its create job failed', 300)}",
             hint="Nothing was created. Try again, or choose a different provider.",
         ) from None
+    except PaymentRequiredError:
+        # Refused before anything was made (a detection older than the provider's
+        # change of mind): nothing to resolve.
+        await _forget_id(services, vm.id)
+        raise
     except (InsufficientResourcesError, ProviderRefusedError) as error:
         # The provider said no. A failed launch may still hold a VM by that name:
         # ask for its removal (unknown names are fine), then drop the record.

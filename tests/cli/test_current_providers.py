@@ -15,7 +15,7 @@ import pytest
 from click.testing import Result
 
 from golem_devnet.current import CurrentOptions, Pricing
-from tests.conftest import GolemEnv, assert_ok
+from tests.conftest import GOLEM, GolemEnv, assert_ok
 from tests.helpers import SMALL_VM, db_rows
 from tests.plugins.devnet import DevnetFactory
 from tests.support.threaded import DevnetThread
@@ -349,6 +349,37 @@ def test_stop_on_a_stop_only_provider_asks_first(
     result = golem("vm", "start", "final")
     assert result.exit_code == 1
     assert "cannot start a stopped VM" in result.output
+
+
+def test_stop_at_a_terminal_asks_and_a_no_stops_nothing(
+    golem_env: GolemEnv,
+    golem: Golem,
+    devnet_factory: DevnetFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pexpect
+
+    net, _legacy, current = _pair(devnet_factory, monkeypatch)
+    assert_ok(_create(golem, "asked", current))
+    env = {**golem_env.env, "GOLEM_REQUESTOR_DISCOVERY_URL": net.discovery_url}
+
+    def stop(answer: str) -> pexpect.spawn:
+        child = pexpect.spawn(str(GOLEM), ["vm", "stop", "asked"], env=env, timeout=30)
+        child.expect_exact("can never run again. Stop anyway? [y/N]")
+        child.sendline(answer)
+        child.expect(pexpect.EOF)
+        child.close()
+        return child
+
+    child = stop("n")
+    assert child.exitstatus == 1
+    assert b"Nothing stopped." in child.before
+    assert net.requests(current, route="stop") == []
+    assert db_rows(golem_env.db_path)["asked"]["status"] == "running"
+
+    child = stop("y")
+    assert child.exitstatus == 0, child.before
+    assert db_rows(golem_env.db_path)["asked"]["status"] == "stopped"
 
 
 def test_bulk_stop_counts_the_vms_that_could_never_run_again(

@@ -86,7 +86,7 @@ def _amount(value: float) -> str:
     return f"{value:.2f}" if value >= 0.01 or value == 0 else f"{value:.4f}"
 
 
-def price_text(price: MonthlyPrice | None) -> str:
+def price_text(price: MonthlyPrice | None, separator: str = " / ") -> str:
     """``12.50 USD / 50.00 GLM``; ``unknown`` when the provider gives no price (never 0)."""
     if price is None:
         return UNKNOWN
@@ -95,11 +95,11 @@ def price_text(price: MonthlyPrice | None) -> str:
         for v, unit in ((price.usd, "USD"), (price.glm, "GLM"))
         if v is not None
     ]
-    return " / ".join(parts) or UNKNOWN
+    return separator.join(parts) or UNKNOWN
 
 
 def unit_prices_text(pricing: Pricing | None) -> str:
-    """Per core, GB of memory and GB of storage per month, in each currency given."""
+    """Per core, GB of memory and GB of storage per month, one line per currency given."""
     if pricing is None:
         return UNKNOWN
     parts = []
@@ -111,7 +111,7 @@ def unit_prices_text(pricing: Pricing | None) -> str:
         if any(v is not None for v in values):
             shown = "/".join(UNKNOWN if v is None else _amount(v) for v in values)
             parts.append(f"{shown} {unit.upper()}")
-    return ", ".join(parts) or UNKNOWN
+    return "\n".join(parts) or UNKNOWN
 
 
 def _yes_no(value: bool | None) -> str:
@@ -128,11 +128,10 @@ def _payment_text(capabilities: Capabilities | None) -> Text:
 
 def providers(console: Console, listing: ProviderListing) -> None:
     views = listing.providers
-    columns = ["Provider ID", "Country", "CPU", "Memory", "Storage", "Price/month"]
-    if listing.size is not None:
-        columns.append(f"{resources_text(*listing.size)}/month")
-    columns += ["Payment", "Restart", "Status"]
-    table = _plain_table(*columns)
+    base = ["Provider ID", "Country", "CPU", "Memory", "Storage"]
+    extra = ["Price/month", *(["Size/month"] if listing.size is not None else []), "Payment"]
+    extra.append("Restart")
+    rows: list[tuple[list[Text], list[Text], Text]] = []
     for view in views:
         ad = view.advertisement
         if view.reachable is None:
@@ -141,29 +140,45 @@ def providers(console: Console, listing: ProviderListing) -> None:
             state = Text(f"● online {view.latency_ms or 0:.0f} ms", style="green")
         else:
             state = Text("○ offline", style="red")
-        cells = [
+        resources = [
             safe(ad.provider_id, 66),
             Text(f"🌍 {clean(ad.country or '??', 8)}"),
             Text(f"💻 {ad.resources.cpu}"),
             Text(f"🧠 {ad.resources.memory}GB"),
             Text(f"💾 {ad.resources.storage}GB"),
-            Text(unit_prices_text(ad.pricing)),
         ]
+        offer = [Text(unit_prices_text(ad.pricing))]
         if listing.size is not None:
-            cells.append(Text(price_text(view.size_price(listing.size))))
+            offer.append(Text(price_text(view.size_price(listing.size), "\n")))
         capabilities = view.capabilities
-        cells += [
+        offer += [
             _payment_text(capabilities),
             Text(_yes_no(None if capabilities is None else capabilities.can_start)),
-            state,
         ]
-        table.add_row(*cells)
+        rows.append((resources, offer, state))
+
+    table = _plain_table(*base, *extra, "Status")
+    for resources, offer, state in rows:
+        table.add_row(*resources, *offer, state)
+    second: Table | None = None
+    natural = console.measure(table, options=console.options.update_width(100_000))
+    if natural.maximum > console.width:
+        # Too wide for this terminal: the spec's table, then prices and support.
+        table = _plain_table(*base, "Status")
+        second = _plain_table("Provider ID", *extra)
+        for resources, offer, state in rows:
+            table.add_row(*resources, state)
+            second.add_row(resources[0], *offer)
     _framed(console, f"🌍 Available Providers ({len(views)} total)", table)
+    if second is not None:
+        console.print(second)
+        console.print("─" * min(console.measure(second).maximum, console.width), style="dim")
     if views:
+        size = "" if listing.size is None else f" Size/month: {resources_text(*listing.size)}."
         console.print(
             Text(
-                "Price/month: per core/GB RAM/GB storage. Payment: required means golem "
-                "cannot use it yet. Restart: whether a stopped VM can run again.",
+                f"Price/month: per core/GB RAM/GB storage.{size} Payment: required means "
+                "golem cannot use it yet. Restart: whether a stopped VM can run again.",
                 style="dim",
             )
         )

@@ -478,12 +478,26 @@ def test_providers_show_prices_size_price_and_sort(
 
     result = golem("vm", "providers", "--cpu", "2", "--memory", "4", "--storage", "20")
     assert_ok(result)
-    assert "2 CPU, 4GB RAM, 20GB Storage/month" in result.output
+    assert "Size/month: 2 CPU, 4GB RAM, 20GB Storage." in result.output
+    lines = result.output.splitlines()
     cheapest = min(expected, key=expected.__getitem__)
-    line = next(ln for ln in result.output.splitlines() if ln.startswith(cheapest))
-    assert f"{expected[cheapest]:.2f} USD / {4 * expected[cheapest]:.2f} GLM" in line
-    line = next(ln for ln in result.output.splitlines() if ln.startswith(legacy))
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(cheapest))
+    # Two lines per priced provider: USD, then GLM.
+    assert f"{expected[cheapest]:.2f} USD" in lines[at]
+    assert f"{4 * expected[cheapest]:.2f} GLM" in lines[at + 1]
+    line = next(ln for ln in lines if ln.startswith(legacy))
     assert line.count("unknown") == 2 and "0.00" not in line
+
+    # A terminal too narrow for one table gets two, with every id whole.
+    args = ("vm", "providers", "--cpu", "2", "--memory", "4", "--storage", "20")
+    result = golem(*args, env={"COLUMNS": "80"})
+    assert_ok(result)
+    assert max(len(ln) for ln in result.output.splitlines() if ln.startswith("devnet")) <= 80
+    lines = result.output.splitlines()
+    for handle in net.providers:
+        assert [ln for ln in lines if ln.startswith(handle.provider_id + " ")], result.output
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("Provider ID") and "Price" in ln)
+    assert f"{expected[cheapest]:.2f} USD" in "\n".join(lines[at:])
 
 
 def test_sort_keys_offered_are_the_rankings_there_are() -> None:

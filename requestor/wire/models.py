@@ -205,12 +205,19 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+def _known_job_status(value: Any) -> Any:
+    """A job status this golem does not know (say a newer provider's ``queued``) is
+    not an end: it reads as ``creating``, and polling goes on until the deadline."""
+    known = {status.value for status in JobStatus}
+    return value if not isinstance(value, str) or value in known else "creating"
+
+
 class CreateJob(_Answer):
     """An async create's job: the 202 of ``POST /vms?async=true`` and ``GET /vms/jobs/{id}``."""
 
     job_id: ProviderText
     vm_id: str | None = None
-    status: JobStatus
+    status: Annotated[JobStatus, BeforeValidator(_known_job_status)]
     error: str | None = None
 
 

@@ -189,19 +189,6 @@ async def _deploy(
     )
     try:
         answer = await provider.create_vm(body, background=background)
-        if isinstance(answer, CreateJob):
-            await _wait_for_job(provider, answer, deadline, progress)
-            status = VMStatus.CREATING
-        else:
-            status = VMStatus(answer.status.value)
-    except _JobFailed as failed:
-        # A failed job made nothing (wire contract): nothing to resolve or delete.
-        await _forget_id(services, vm.id)
-        raise ProviderRefusedError(
-            f"Provider {provider.label} could not create {request.name}: "
-            f"{clean(failed.job.error or 'its create job failed', 300)}",
-            hint="Nothing was created. Try again, or choose a different provider.",
-        ) from None
     except PaymentRequiredError:
         # Refused before anything was made (a detection older than the provider's
         # change of mind): nothing to resolve.
@@ -223,9 +210,34 @@ async def _deploy(
             f"{error.message}; the VM may or may not have been created",
             hint=f"Run 'golem vm list --refresh' to find out; it resolves {request.name}.",
         ) from None
-    except (ProviderProtocolError, _StillCreating) as error:
+    except ProviderProtocolError as error:
         await _note_error(services, vm.id, error.message)
         raise
+
+    if isinstance(answer, CreateJob):
+        status = VMStatus.CREATING
+        try:
+            await _wait_for_job(provider, answer, deadline, progress)
+        except _JobFailed as failed:
+            # A failed job made nothing (wire contract): nothing to resolve or delete.
+            await _forget_id(services, vm.id)
+            raise ProviderRefusedError(
+                f"Provider {provider.label} could not create {request.name}: "
+                f"{clean(failed.job.error or 'its create job failed', 300)}",
+                hint="Nothing was created. Try again, or choose a different provider.",
+            ) from None
+        except ProviderUnreachable as error:
+            # It accepted the create: the VM may exist, now or later.
+            await _note_error(services, vm.id, error.message)
+            raise ProviderUnavailableError(
+                f"{error.message}; it was creating the VM",
+                hint=f"Run 'golem vm list --refresh' later; it resolves {request.name}.",
+            ) from None
+        except GolemError as error:
+            await _note_error(services, vm.id, error.message)
+            raise
+    else:
+        status = VMStatus(answer.status.value)
 
     # 5. Connection details, then wait until SSH answers and pin its host key.
     progress("Fetching connection details")

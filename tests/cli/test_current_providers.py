@@ -243,6 +243,32 @@ def test_a_job_that_outlasts_the_wait_timeout_is_left_for_refresh(
     assert db_rows(golem_env.db_path)["slowpoke"]["ssh_port"]
 
 
+def test_a_provider_lost_during_its_job_keeps_the_record_for_refresh(
+    golem_env: GolemEnv,
+    golem: Golem,
+    devnet_factory: DevnetFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    in_background: Callable[..., Future[Result]],
+) -> None:
+    net, _legacy, current = _pair(
+        devnet_factory, monkeypatch, current_options=CurrentOptions(hold_jobs=True)
+    )
+    running = in_background(golem, "vm", "create", "orphan", "--provider-id", current, *SMALL_VM)
+    net.wait_for_request(current, route="job", answered=True)
+    net.set_faults(current, offline=True)
+    result = running.result(timeout=60)
+    assert result.exit_code == 1, result.output
+    error, hint = _error_lines(result.output)
+    assert "it was creating the VM" in error and "golem vm list --refresh" in hint
+    row = db_rows(golem_env.db_path)["orphan"]  # accepted: the VM may exist, so kept
+    assert row["status"] == "creating" and row["last_error"]
+
+    net.clear_faults(current)
+    net.release_jobs(current)
+    assert_ok(golem("vm", "list", "--refresh"))
+    assert db_rows(golem_env.db_path)["orphan"]["status"] == "running"
+
+
 # --- identity and payment ------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ reads local state first and asks the provider only when it has no fresh answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -122,15 +123,19 @@ async def remembered(
 async def capabilities_of(
     services: Services, ip_address: str, label: str, *, detected: Capabilities | None = None
 ) -> Capabilities | None:
-    """What the provider at ``ip_address`` supports: local state if fresh, else
-    ``detected`` (a probe that just ran), else one call to the provider."""
+    """What the provider at ``ip_address`` supports: ``detected`` (a probe that just
+    ran) if given, else local state if fresh, else one call to the provider."""
     known = await remembered(services, ip_address)
-    if known is not None:
-        return known
-    found = detected or await detect(services, ip_address, label)
-    if found is not None:
-        await remember(services, ip_address, found)
-    return found
+    if detected is None:
+        if known is not None:
+            return known
+        detected = await detect(services, ip_address, label)
+    elif known is not None and detected.can_start is None:
+        # A probe cannot see a missing start route; a failed start that did is kept.
+        detected = dataclasses.replace(detected, can_start=known.can_start)
+    if detected is not None:
+        await remember(services, ip_address, detected)
+    return detected
 
 
 async def note_cannot_start(services: Services, ip_address: str) -> None:

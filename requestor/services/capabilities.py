@@ -62,15 +62,16 @@ class Capabilities:
     def requires_payment(self) -> bool:
         return is_payment_address(self.payment_address)
 
-    def check_usable(self, advertised_id: str) -> None:
+    def check_usable(self, advertised_id: str, *, has_stream: bool = False) -> None:
         """Refuse, before anything is made, a node that is not the provider the
-        advertisement named, or that creates only against a payment stream."""
+        advertisement named, or that creates only against a payment stream and
+        none is given (``has_stream``)."""
         if self.reported_provider_id is not None and self.reported_provider_id != advertised_id:
             raise ProviderIdentityError(
                 f"The provider at the address advertised for {clean(advertised_id, 80)} says "
                 f"it is {clean(self.reported_provider_id, 80)}; refusing to create a VM there"
             )
-        if self.requires_payment:
+        if self.requires_payment and not has_stream:
             raise PaymentRequiredError(
                 f"Provider {clean(advertised_id, 80)} requires a payment stream for every VM "
                 f"(stream payment address {clean(self.payment_address, 80)}), and golem "

@@ -110,7 +110,7 @@ async def create_vm(
     progress(f"Checking what provider {provider.label} supports")
     capabilities = await capabilities_of(services, ad.ip_address, ad.provider_id, detected=probed)
     if capabilities is not None:
-        capabilities.check_usable(ad.provider_id)
+        capabilities.check_usable(ad.provider_id, has_stream=request.stream_id is not None)
 
     # 3. SSH access: the user's key, or golem's own.
     progress("Setting up SSH access")

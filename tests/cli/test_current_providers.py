@@ -326,6 +326,22 @@ def test_payment_required_provider_is_refused_before_the_post(
     assert net.requests(current, route="create") == []
 
 
+def test_when_every_provider_requires_payment_the_choice_says_so(
+    golem_env: GolemEnv,
+    golem: Golem,
+    devnet_factory: DevnetFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net = devnet_factory(providers=1, current=1, current_options=CurrentOptions(payments=True))
+    monkeypatch.setenv("GOLEM_REQUESTOR_DISCOVERY_URL", net.discovery_url)
+    result = golem("vm", "create", "nowhere", *SMALL_VM)
+    assert result.exit_code == 1, result.output
+    error, _hint = _error_lines(result.output)
+    assert "Each of the 1 reachable providers that fit requires a payment stream" in error
+    assert net.requests(0, route="create") == []
+    assert db_rows(golem_env.db_path) == {}
+
+
 def test_a_payment_refusal_missed_by_detection_is_still_clean(
     golem_env: GolemEnv,
     golem: Golem,

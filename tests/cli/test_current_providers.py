@@ -292,6 +292,21 @@ def test_identity_mismatch_is_refused_before_anything(
     assert db_rows(golem_env.db_path) == {}
 
 
+def test_the_id_a_provider_reports_is_cleaned_before_it_is_shown(
+    golem: Golem, devnet_factory: DevnetFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _net, _legacy, current = _pair(
+        devnet_factory,
+        monkeypatch,
+        current_options=CurrentOptions(provider_info_id="evil\x1b]0;pwned\x07\x1b[2J"),
+    )
+    result = _create(golem, "misled", current)
+    assert result.exit_code == 1, result.output
+    error, _hint = _error_lines(result.output)
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "evil\ufffd" in error
+
+
 def test_payment_required_provider_is_refused_before_the_post(
     golem_env: GolemEnv,
     golem: Golem,

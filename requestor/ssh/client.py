@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.hostkeys import HOST_KEY_ALGORITHMS, fetch_host_key, host_key_changed, same_key
 from requestor.ssh.keys import load_client_key
+from requestor.ssh.tuning import connect_options
 
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 3
@@ -121,6 +121,7 @@ async def connect_once(
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             connect_timeout=limit,
             login_timeout=limit,
+            **connect_options(),  # cipher order: AES-GCM first where the CPU has AES
             **options,
         )
     except asyncssh.HostKeyNotVerifiable:

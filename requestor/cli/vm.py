@@ -35,9 +35,9 @@ VM_LAZY_COMMANDS: dict[str, str] = {
 
 pass_app = click.make_pass_decorator(AppContext)
 
-# requestor.services.provider_search.SORT_KEYS, named here so that `golem vm
-# --help` does not import the service layer; a test keeps the two equal.
-PROVIDER_SORT_KEYS = ("cpu", "memory", "storage", "latency", "country")
+# `vm providers --sort` keys: the rankings are services/provider_search.py's SORT_KEYS
+# (a test keeps the two equal; naming them here keeps --help free of aiohttp).
+PROVIDER_SORT_KEYS = ("price", "cpu", "memory", "storage", "latency", "country")
 
 
 def run_with_services(
@@ -86,7 +86,8 @@ def vm() -> None:
 @click.option(
     "--sort",
     type=click.Choice(PROVIDER_SORT_KEYS),
-    help="Order: most free cpu/memory/storage, lowest latency, or country A-Z.",
+    help="Order by: price (of the --cpu/--memory/--storage size, else the smallest VM; "
+    "unknown prices last), most free cpu/memory/storage, lowest latency, or country A-Z.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most N providers.")
 @quiet_option("Print provider ids only, one a line.")
@@ -105,7 +106,7 @@ def providers(
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """List providers with free resources, and whether each answers now."""
+    """List providers with free resources, prices, and whether each answers now."""
     from requestor.cli import render
     from requestor.services.provider_search import (
         PROBE_CONCURRENCY,
@@ -350,6 +351,7 @@ def _act(
     as_json: bool,
     confirm: Callable[[list[str]], None] | None = None,
     force: bool = False,
+    confirm_final_stop: Callable[[list[str], int], None] | None = None,
 ) -> BulkReport | None:
     """Run one bulk action and render its report; the root group maps the report
     to the exit code (0, 1 all failed, 3 partly failed, 130 interrupted)."""
@@ -383,6 +385,7 @@ def _act(
                 force=force,
                 on_selected=selected,
                 on_outcome=bar.advance,
+                on_final_stop=confirm_final_stop,
             ),
             concurrency=concurrency,
             call_timeout=timeout,
@@ -420,11 +423,24 @@ def start(app: AppContext, /, **selection: Any) -> BulkReport | None:
     return _act(app, "start", **selection)
 
 
-@vm.command(help="Stop VMs.\n" + SELECTION_HELP)
+@vm.command(
+    help="Stop VMs (asks first where the provider cannot start them again; --yes to skip).\n"
+    + SELECTION_HELP
+)
 @_selection_options
+@click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask before a stop its provider cannot undo."
+)
 @pass_app
-def stop(app: AppContext, /, **selection: Any) -> BulkReport | None:
-    return _act(app, "stop", **selection)
+def stop(app: AppContext, /, yes: bool, **selection: Any) -> BulkReport | None:
+    # Some providers cannot start a stopped VM again: golem asks first (--yes to skip).
+    from requestor.cli.render import confirm_final_stop
+
+    def confirm(final: list[str], selected: int) -> None:
+        if not yes:
+            confirm_final_stop(final, selected)
+
+    return _act(app, "stop", confirm_final_stop=confirm, **selection)
 
 
 @vm.command(help="Destroy VMs for good (asks first; --yes to skip).\n" + SELECTION_HELP)

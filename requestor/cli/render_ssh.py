@@ -9,7 +9,7 @@ state or a provider is cleaned and escaped before rich sees it.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from requestor.services.access import RepinResult, SSHConfigResult
+    from requestor.services.remote import ExecReport
 
 
 def _escape(text: str, limit: int = 300) -> str:
@@ -154,3 +155,59 @@ def ssh_config(err_console: Console, result: SSHConfigResult) -> None:
     )
     click.echo("Add this line at the top of ~/.ssh/config (once):", err=True)
     click.echo(result.include_line)
+
+
+# --- exec on many VMs ------------------------------------------------------------
+
+
+class PrefixedOutput:
+    """Each line of each VM's output on our stdout or stderr (as the VM wrote it),
+    after ``NAME: ``; a line is written whole, so VMs' lines never mix."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, BinaryIO] = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+
+    def line(self, name: str, stream: int, data: bytes) -> None:
+        out = self._streams[stream]
+        # The name is ours (validated when created); the line is the VM's bytes.
+        out.write(name.encode() + b": " + data + (b"" if data.endswith(b"\n") else b"\n"))
+        out.flush()
+
+
+def exec_summary(report: ExecReport) -> None:
+    """What did not go well, one line per VM, then the counts (stderr)."""
+    from requestor.text import clean
+
+    for outcome in report.outcomes:
+        if outcome.result.value == "nonzero":
+            click.echo(f"{outcome.name}: exited with status {outcome.exit_status}", err=True)
+        elif outcome.result.value == "failed":
+            click.echo(f"{outcome.name}: failed: {clean(outcome.error or '', 300)}", err=True)
+    total = len(report.outcomes)
+    nonzero = sum(1 for o in report.outcomes if o.result.value == "nonzero")
+    failed = report.failed - nonzero
+    parts = [f"{report.succeeded} returned 0"]
+    if nonzero:
+        parts.append(f"{nonzero} returned non-zero")
+    if failed:
+        parts.append(f"{failed} could not run it")
+    click.echo(f"exec on {total} VM(s): {', '.join(parts)}, in {report.seconds:.2f} s", err=True)
+
+
+def exec_json(report: ExecReport) -> list[dict[str, Any]]:
+    """One object per VM; the keys are documented in docs/json.md."""
+    return [
+        {
+            "name": o.name,
+            "provider_id": o.provider,
+            "result": o.result.value,
+            "ok": o.ok,
+            "exit_status": o.exit_status,
+            "stdout": o.stdout.decode("utf-8", errors="replace"),
+            "stderr": o.stderr.decode("utf-8", errors="replace"),
+            "output_truncated": o.truncated,
+            "error": o.error,
+            "seconds": round(o.seconds, 3),
+        }
+        for o in report.outcomes
+    ]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import asyncssh
 
     from requestor.services.access import Access
+    from requestor.services.remote import ExecReport
+    from requestor.services.runtime import Services
 
 T = TypeVar("T")
 
@@ -248,3 +250,89 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> int:
     result = app.run(make_config(app.settings, names, write))
     render_ssh.ssh_config(app.err_console, result)
     return 0
+
+
+# --- exec -----------------------------------------------------------------------
+
+
+class _CommandAfterDashes(click.Command):
+    """Everything after the first ``--`` is the remote command, kept out of
+    click's parsing (so ``-x`` there is the command's, and NAMES stay NAMES)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            split = args.index("--")
+            ctx.meta["remote_command"] = args[split + 1 :]
+            args = args[:split]
+        return super().parse_args(ctx, args)
+
+
+@click.command(name="exec", cls=_CommandAfterDashes)
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_vms", is_flag=True, help="Every VM in local state.")
+@click.option("--provider", "provider_id", help="Only VMs on this provider.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 500),
+    default=100,
+    show_default=True,
+    help="VMs handled at once (and at most 10 per provider).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per VM, with its output.")
+@click.pass_context
+def exec_command(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    all_vms: bool,
+    provider_id: str | None,
+    concurrency: int,
+    as_json: bool,
+) -> ExecReport | None:
+    """Run one command on many VMs at once: golem vm exec NAME... -- CMD [ARGS...].
+
+    \b
+    VMs are chosen as stop/start/destroy choose them: names, shell globs
+    ('web-*'), --all or --provider. Each line the command writes is printed
+    as it comes, after "NAME: ", on stdout or stderr as the VM wrote it; a
+    summary follows on stderr. Exit status: 0 when every VM ran the command
+    and it returned 0, 1 when none did, 3 otherwise.
+    """
+    from requestor.cli import render_ssh
+    from requestor.cli.vm import run_with_services
+    from requestor.services.remote import exec_on_vms
+
+    app = ctx.ensure_object(AppContext)
+    words = ctx.meta.get("remote_command") or []
+    if not words:
+        raise InputError(
+            "No command given", "Put the command after '--': golem vm exec 'web-*' -- uptime"
+        )
+    line = " ".join(words)  # one command line for each VM's shell, as ssh does
+    printer = render_ssh.PrefixedOutput()
+
+    async def work(services: Services) -> ExecReport | None:
+        return await exec_on_vms(
+            services,
+            names,
+            line,
+            all_vms=all_vms,
+            provider_id=provider_id,
+            concurrency=concurrency,
+            keep_output=as_json,
+            on_output=(lambda *_: None) if as_json else printer.line,
+        )
+
+    report = run_with_services(app, work, concurrency=concurrency)
+    if report is None:
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo("No VMs selected.", err=True)
+        return None
+    if as_json:
+        from requestor.cli.render import dump_json
+
+        click.echo(dump_json(render_ssh.exec_json(report)))
+    else:
+        render_ssh.exec_summary(report)
+    return report

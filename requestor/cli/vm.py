@@ -29,6 +29,7 @@ VM_LAZY_COMMANDS: dict[str, str] = {
     "cp": "requestor.cli.ssh:cp",
     "forward": "requestor.cli.ssh:forward",
     "ssh-config": "requestor.cli.ssh:ssh_config",
+    "exec": "requestor.cli.ssh:exec_command",
 }
 
 pass_app = click.make_pass_decorator(AppContext)

@@ -134,6 +134,7 @@ class _OutputFailed(Exception):
 async def _exec_one(
     services: Services, vm: VMView, command: str, keep_output: bool, on_output: OnOutput
 ) -> ExecOutcome:
+    from requestor.ssh.client import CONNECT_TIMEOUT
     from requestor.ssh.exec import STDOUT, run_lines
 
     outcome = ExecOutcome(vm.name, vm.provider_id or vm.provider_ip, ExecResult.FAILED)
@@ -155,7 +156,7 @@ async def _exec_one(
         async with AsyncExitStack() as stack:
             # The command's own database: a first-use pin is written through it.
             access = Access(services.settings, target_of(vm, services.settings), stack, services.db)
-            conn = await access.connect()
+            conn = await access.connect(attempt_limit=CONNECT_TIMEOUT)
             async with conn:
                 status = await run_lines(conn, command, vm.name, line)
         outcome.exit_status = status

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             ).split()
             hosts = "".join(f"{name}\n" for name in names)
 
+            load = os.getloadavg()[0]
             golem_runs, openssh_runs = [], []
             _timed([golem, "vm", "exec", "--all", "--", "true"], env)  # warm-up
             _timed(openssh, env, hosts)
@@ -116,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             f"and pinned host keys). Whole processes, wall time, median of {options.runs} "
             "after a warm-up. The last column is time relative to golem's.",
             table(["what", "wall time", "spread", "time vs golem"], rows, "lrrr"),
-            f"golem {verdict} the target of {TARGET_S:g} s. Machine: {machine()}. "
+            f"golem {verdict} the target of {TARGET_S:g} s. Machine: {machine()}, load "
+            f"average {load:.1f} when the timing began (the devnet's SSH servers run in this "
+            "process: a busy machine slows both sides). "
             "Command: `python -m bench.exec`.",
         ]
     )

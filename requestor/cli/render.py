@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from requestor.services.actions import BulkReport, Outcome
     from requestor.services.create import CreateResult
+    from requestor.services.create_many import CreateReport
     from requestor.services.provider_search import ProviderListing
     from requestor.services.views import VMListing, VMView
 
@@ -294,7 +295,20 @@ def nothing_selected(err_console: Console) -> None:
     err_console.print("No VMs selected.")
 
 
-_ING = {"start": "Starting", "stop": "Stopping", "destroy": "Destroying", "refresh": "Refreshing"}
+_ING = {
+    "start": "Starting",
+    "stop": "Stopping",
+    "destroy": "Destroying",
+    "refresh": "Refreshing",
+    "create": "Creating",
+}
+
+
+class _Finished(Protocol):
+    """One VM's outcome, as far as progress counts it."""
+
+    @property
+    def ok(self) -> bool: ...
 
 
 class BulkProgress:
@@ -322,7 +336,7 @@ class BulkProgress:
         self._progress.start()
         self._task = self._progress.add_task(_ING[self._action], total=total, failed=0)
 
-    def advance(self, outcome: Outcome) -> None:
+    def advance(self, outcome: _Finished) -> None:
         if self._progress is None:
             return
         self._failed += 0 if outcome.ok else 1
@@ -402,3 +416,58 @@ def dump_json(data: Any) -> str:
 
 def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
+
+
+# --- several creates in one command -------------------------------------------------
+
+
+def created_many(console: Console, report: CreateReport) -> None:
+    """One row per VM (in the order given), then the counts."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("Name", "Provider", "Result", "SSH", "Error"):
+        table.add_column(column, overflow="fold")
+    for outcome in report.outcomes:
+        ssh = ""
+        if outcome.result is not None:
+            vm = outcome.result.vm
+            ssh = f"{vm.ssh_user}@{vm.ssh_host or vm.provider_ip}:{vm.ssh_port}"
+        table.add_row(
+            safe(outcome.name, 64),
+            safe(outcome.provider, 66),
+            Text("created", style="green") if outcome.ok else Text("failed", style="red"),
+            safe(ssh, 100),
+            safe(outcome.error or "", 300),
+        )
+    console.print(table)
+    text = Text(f"create: {report.succeeded} created", style="bold")
+    if report.failed:
+        text.append(f", {report.failed} failed", style="bold red")
+    text.append(f" of {len(report.outcomes)} in {report.seconds:.2f} s")
+    console.print(text)
+
+
+def created_many_json(report: CreateReport) -> list[dict[str, Any]]:
+    """One object per VM: the VM (as ``create --json``) plus ``ok`` and ``error``,
+    or, for a VM that was not created, its name, provider, ``ok`` and ``error``."""
+    entries: list[dict[str, Any]] = []
+    for outcome in report.outcomes:
+        if outcome.result is not None:
+            entries.append({**created_json(outcome.result), "ok": True, "error": None})
+        else:
+            entries.append(
+                {
+                    "name": outcome.name,
+                    "provider_id": outcome.provider,
+                    "ok": False,
+                    "error": outcome.error,
+                    "hint": outcome.hint,
+                }
+            )
+    return entries
+
+
+def create_line(name: str, text: str) -> None:
+    """One plain line on stderr about one VM of several (when stderr is not a terminal)."""
+    import click
+
+    click.echo(f"{clean(name, 64)}: {clean(text, 300)}", err=True)

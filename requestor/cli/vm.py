@@ -19,6 +19,8 @@ from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
     from requestor.services.actions import BulkReport
+    from requestor.services.create import CreateRequest
+    from requestor.services.create_many import CreateReport
     from requestor.services.runtime import Network, Services
 
 T = TypeVar("T")
@@ -131,7 +133,12 @@ def providers(
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1000),
+    help="With one NAME: create NAME-1 ... NAME-N.",
+)
 @click.option("--provider-id", help="Provider to use (default: the best one that fits).")
 @click.option("--cpu", type=int, required=True, help="CPU cores: 1, 2, 4, 8 or 16.")
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
@@ -141,32 +148,53 @@ def providers(
 @pass_app
 def create(
     app: AppContext,
-    name: str,
+    names: tuple[str, ...],
+    count: int | None,
     provider_id: str | None,
     cpu: int,
     memory: int,
     storage: int,
     wait_timeout: float,
     as_json: bool,
-) -> None:
-    """Create a VM on a provider and wait until it accepts SSH."""
+) -> CreateReport | None:
+    """Create a VM on a provider and wait until it accepts SSH.
+
+    \b
+    Several at once: golem vm create web-1 web-2 web-3 ..., or --count N with
+    one NAME (NAME-1 ... NAME-N). They are created concurrently, spread over
+    the providers that fit unless --provider-id names one.
+    """
     from requestor.cli import render
     from requestor.services.create import CreateRequest, CreateResult, create_vm, validate_create
 
-    request = CreateRequest(
-        name=name,
-        cpu=cpu,
-        memory=memory,
-        storage=storage,
-        provider_id=provider_id,
-        ssh_wait=wait_timeout,
-    )
+    if count is not None:
+        if len(names) != 1:
+            raise InputError(
+                "--count takes exactly one NAME", "For example: golem vm create web --count 3 ..."
+            )
+        from requestor.services.create_many import numbered
+
+        names = tuple(numbered(names[0], count))
+    requests = [
+        CreateRequest(
+            name=name,
+            cpu=cpu,
+            memory=memory,
+            storage=storage,
+            provider_id=provider_id,
+            ssh_wait=wait_timeout,
+        )
+        for name in names
+    ]
+    if count is not None or len(requests) > 1:
+        return _create_many(app, requests, as_json)
+    request = requests[0]
     validate_create(request)  # before touching anything
 
     if as_json:
         result = run_with_services(app, lambda services: create_vm(services, request))
         click.echo(render.dump_json(render.created_json(result)))
-        return
+        return None
 
     with render.busy(app.err_console, "Creating VM…") as status:
 
@@ -179,6 +207,54 @@ def create(
         result = run_with_services(app, work)
     render.provider_choice(app.err_console, result)
     render.deployed(app.console, result)
+    return None
+
+
+def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) -> CreateReport:
+    """Several VMs at once: live progress on stderr, then a row per VM (or JSON)."""
+    import sys
+
+    from requestor.cli import render
+    from requestor.services.create_many import CreateOutcome, create_many, validate_many
+
+    validate_many(requests)  # every name before touching anything
+    bar = render.BulkProgress(app.err_console, "create")
+    # Off a terminal the bar draws nothing: say what happens, one line at a time.
+    plain = not as_json and not sys.stderr.isatty()
+
+    def placed(plan: list[tuple[str, str]]) -> None:
+        if as_json:
+            return
+        providers = len({provider for _name, provider in plan})
+        if plain:
+            click.echo(
+                f"Creating {len(plan)} VMs on {providers} provider(s); each is ready when "
+                "its SSH answers…",
+                err=True,
+            )
+        else:
+            bar.start(len(plan))
+
+    def finished(outcome: CreateOutcome) -> None:
+        bar.advance(outcome)
+        if plain:
+            if outcome.ok:
+                render.create_line(outcome.name, f"created on {outcome.provider}")
+            else:
+                render.create_line(outcome.name, f"failed: {outcome.error}")
+
+    try:
+        report = run_with_services(
+            app,
+            lambda services: create_many(services, requests, on_placed=placed, on_outcome=finished),
+        )
+    finally:
+        bar.stop()
+    if as_json:
+        click.echo(render.dump_json(render.created_many_json(report)))
+    else:
+        render.created_many(app.console, report)
+    return report
 
 
 # --- list and forget -------------------------------------------------------------

@@ -72,10 +72,10 @@ async def list_providers(
     return ProviderListing(views, found.rejected)
 
 
-async def choose_provider(
+async def reachable_fitting(
     services: Network, cpu: int, memory: int, storage: int, progress: Progress
-) -> tuple[Advertisement, str]:
-    """The reachable provider with the most free capacity that fits, and why."""
+) -> list[ProviderView]:
+    """The providers that advertise room for one such VM and answer now."""
     progress("Looking for a provider that fits")
     found = await services.discovery.advertisements(cpu=cpu, memory=memory, storage=storage)
     fitting = [ad for ad in found.advertisements if ad.resources.fits(cpu, memory, storage)]
@@ -88,11 +88,20 @@ async def choose_provider(
         raise ProviderUnavailableError(
             f"None of the {len(fitting)} providers that fit answers right now"
         )
+    return views
 
-    def rank(view: ProviderView) -> tuple[int, int, int, float]:
-        free = view.advertisement.resources
-        return (-free.cpu, -free.memory, -free.storage, view.latency_ms or 0.0)
 
+def rank(view: ProviderView) -> tuple[int, int, int, float]:
+    """Most free capacity first (CPU, then memory, then storage), then the fastest."""
+    free = view.advertisement.resources
+    return (-free.cpu, -free.memory, -free.storage, view.latency_ms or 0.0)
+
+
+async def choose_provider(
+    services: Network, cpu: int, memory: int, storage: int, progress: Progress
+) -> tuple[Advertisement, str]:
+    """The reachable provider with the most free capacity that fits, and why."""
+    views = await reachable_fitting(services, cpu, memory, storage, progress)
     best = min(views, key=rank)
     free = best.advertisement.resources
     reason = (

@@ -19,6 +19,8 @@ from requestor.status import VMStatus
 from requestor.text import clean
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.status import Status
 
     from requestor.services.actions import BulkReport, Outcome
@@ -471,3 +473,54 @@ def create_line(name: str, text: str) -> None:
     import click
 
     click.echo(f"{clean(name, 64)}: {clean(text, 300)}", err=True)
+
+
+# --- one VM in full -----------------------------------------------------------------
+
+
+def vm_info_json(vm: VMView) -> dict[str, Any]:
+    """``vm info --json``: ``vm_json``'s keys plus the SSH host on its own."""
+    return {**vm_json(vm), "ssh_host": vm.ssh_host}
+
+
+def vm_info(console: Console, vm: VMView) -> None:
+    from requestor.ssh.hostkeys import fingerprint
+
+    def when(value: datetime) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    ssh = "not known yet (its create did not finish)"
+    if vm.ssh_port is not None:
+        ssh = f"{vm.ssh_user}@{vm.ssh_host or vm.provider_ip} port {vm.ssh_port}"
+    rows = [
+        ("Status", status_text(vm.status)),
+        ("Provider", safe(vm.provider_id or "(adopted from the earlier golem: no id)", 200)),
+        ("Provider address", safe(vm.provider_ip, 100)),
+        ("Name at provider", safe(vm.provider_vm_name, 200)),
+        ("Resources", Text(resources_text(vm.cpu, vm.memory, vm.storage))),
+        ("SSH", safe(ssh, 200)),
+        ("SSH key", safe(vm.ssh_key_path or "(none recorded)", 500)),
+        (
+            "Host key",
+            Text(fingerprint(vm.host_key) if vm.host_key else "not pinned yet (first connection)"),
+        ),
+        ("Created", Text(when(vm.created_at))),
+        ("Updated", Text(when(vm.updated_at))),
+        ("Last error", safe(vm.last_error or "none", 1000)),
+    ]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(label, value)
+    _framed(console, f"VM {clean(vm.name, 64)}", table)
+
+
+def refresh_failed(err_console: Console, outcome: Outcome) -> None:
+    """--refresh could not reach the provider: what is shown is the last known state."""
+    err_console.print(
+        Text(
+            f"Warning: {clean(outcome.error or 'the refresh failed', 300)}; "
+            "showing the last known state."
+        )
+    )

@@ -293,6 +293,43 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
 
 
 @vm.command()
+@click.argument("name")
+@click.option("--refresh", is_flag=True, help="Ask the VM's provider first.")
+@click.option(
+    "--timeout",
+    type=Seconds(min=0.5, max=600),
+    default=None,
+    help="With --refresh: seconds to wait for the provider (default 15).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@pass_app
+def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_json: bool) -> None:
+    """Everything known about VM NAME: provider, resources, SSH, host key, times, status."""
+    from requestor.services.views import VMView
+
+    outcome = None
+    view: VMView
+    if refresh:
+        from requestor.services.actions import refreshed_vm
+
+        view, outcome = run_with_services(
+            app, lambda services: refreshed_vm(services, name), call_timeout=timeout
+        )
+    else:
+        from requestor.services.local import local_vm
+
+        view = app.run(local_vm(app.settings, name))
+    from requestor.cli import render
+
+    if as_json:
+        click.echo(render.dump_json(render.vm_info_json(view)))
+        return
+    if outcome is not None and not outcome.ok:
+        render.refresh_failed(app.err_console, outcome)
+    render.vm_info(app.console, view)
+
+
+@vm.command()
 @click.argument("names", nargs=-1, required=True)
 @pass_app
 def forget(app: AppContext, names: tuple[str, ...]) -> None:

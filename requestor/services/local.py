@@ -3,6 +3,7 @@ is loaded on these paths."""
 
 from __future__ import annotations
 
+from requestor.errors import VMNotFoundError
 from requestor.services.views import VMListing, VMView, vm_view
 from requestor.settings import Settings
 
@@ -28,3 +29,20 @@ async def local_vms(settings: Settings) -> VMListing:
         vms = [vm_view(vm) for vm in await repository.list_vms(session)]
         rejected = await repository.count_rejected_legacy(session)
     return VMListing(vms, rejected, str(settings.db_path))
+
+
+async def local_vm(settings: Settings, name: str) -> VMView:
+    """One VM from local state (``VMNotFoundError`` when there is none by that name),
+    through the lean read when it can, as ``local_vms``."""
+    from requestor.db import lean
+
+    snapshot = lean.read(settings.db_path, name)
+    if snapshot is not None:
+        if not snapshot.vms:
+            raise VMNotFoundError(name)
+        return VMView(**snapshot.vms[0])
+    from requestor.db import repository
+    from requestor.db.engine import Database
+
+    async with Database(settings.db_path) as db, db.read() as session:
+        return vm_view(await repository.get_vm(session, name))

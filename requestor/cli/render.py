@@ -303,6 +303,7 @@ _ING = {
     "destroy": "Destroying",
     "refresh": "Refreshing",
     "create": "Creating",
+    "wait": "Waiting",
 }
 
 

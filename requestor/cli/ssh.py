@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from requestor.cli.context import AppContext
-from requestor.cli.params import wait_timeout_option
-from requestor.errors import InputError
+from requestor.cli.params import DEFAULT_WAIT_TIMEOUT, Seconds, wait_timeout_option
+from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
     import asyncssh
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from requestor.services.access import Access
     from requestor.services.remote import ExecReport
     from requestor.services.runtime import Services
+    from requestor.services.wait import WaitReport
 
 T = TypeVar("T")
 
@@ -336,3 +337,105 @@ def exec_command(
     else:
         render_ssh.exec_summary(report)
     return report
+
+
+# --- wait -----------------------------------------------------------------------
+
+_GOAL_WORDS = {
+    "ssh": "accept SSH (a command runs)",
+    "running": "be running",
+    "stopped": "be stopped",
+}
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option(
+    "--for",
+    "goal",
+    type=click.Choice(["ssh", "running", "stopped"]),
+    required=True,
+    help="ssh: a command runs on it; running or stopped: its provider says so.",
+)
+@click.option(
+    "--timeout",
+    type=Seconds(min=0, max=86400),
+    default=DEFAULT_WAIT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for all of them.",
+)
+@click.option("--all", "all_vms", is_flag=True, help="Every VM in local state.")
+@click.option("--provider", "provider_id", help="Only VMs on this provider.")
+@pass_app
+def wait(
+    app: AppContext,
+    names: tuple[str, ...],
+    goal: str,
+    timeout: float,
+    all_vms: bool,
+    provider_id: str | None,
+) -> None:
+    """Block until VMs reach a state: golem vm wait NAME... --for ssh|running|stopped.
+
+    \b
+    VMs are chosen as stop/start/destroy choose them: names, shell globs
+    ('web-*'), --all or --provider. Exits 0 when every one got there, 1 naming
+    those that did not within --timeout.
+    """
+    from requestor.cli import render
+    from requestor.cli.vm import run_with_services
+    from requestor.services.wait import Arrival, Goal, wait_for
+
+    wanted = Goal(goal)
+    words = _GOAL_WORDS[goal]
+    bar = render.BulkProgress(app.err_console, "wait")
+    # Off a terminal the bar draws nothing: say what we wait for, in plain lines.
+    plain = not sys.stderr.isatty()
+
+    def selected(chosen: list[str]) -> None:
+        if plain:
+            shown = ", ".join(chosen[:10]) + (", …" if len(chosen) > 10 else "")
+            click.echo(
+                f"Waiting up to {timeout:g} s for {len(chosen)} VM(s) to {words}: {shown}",
+                err=True,
+            )
+        else:
+            bar.start(len(chosen))
+
+    def arrival(reached: Arrival) -> None:
+        bar.advance(reached)
+        if plain:
+            click.echo(f"{reached.name}: {goal} after {reached.seconds:.1f} s", err=True)
+
+    async def work(services: Services) -> WaitReport | None:
+        return await wait_for(
+            services,
+            names,
+            wanted,
+            timeout,
+            all_vms=all_vms,
+            provider_id=provider_id,
+            on_selected=selected,
+            on_arrival=arrival,
+        )
+
+    try:
+        report = run_with_services(app, work)
+    finally:
+        bar.stop()
+    if report is None:
+        click.echo("No VMs selected.", err=True)
+        return None
+    if report.missing:
+        from requestor.text import clean
+
+        late = "; ".join(f"{name} ({clean(why, 200)})" for name, why in report.missing.items())
+        raise GolemError(
+            f"{len(report.missing)} of {len(report.missing) + len(report.arrived)} VM(s) did not "
+            f"reach '{goal}' within {timeout:g} s: {late}",
+            hint="Check them with 'golem vm info NAME --refresh'; start stopped ones with "
+            "'golem vm start NAME', or wait longer with --timeout.",
+        )
+    if plain:
+        click.echo(f"All {len(report.arrived)} VM(s) {goal} in {report.seconds:.1f} s.", err=True)
+    return None

@@ -32,6 +32,7 @@ VM_LAZY_COMMANDS: dict[str, str] = {
     "forward": "requestor.cli.ssh:forward",
     "ssh-config": "requestor.cli.ssh:ssh_config",
     "exec": "requestor.cli.ssh:exec_command",
+    "wait": "requestor.cli.ssh:wait",
 }
 
 pass_app = click.make_pass_decorator(AppContext)

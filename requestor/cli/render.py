@@ -267,9 +267,49 @@ def console_line(text: str) -> None:
     click.echo(text)
 
 
-def busy(err_console: Console, text: str) -> Status:
-    """A spinner on stderr while a long call runs; ``update(text)`` changes its line."""
-    return err_console.status(text)
+class Busy:
+    """While a long call runs: a spinner on stderr at a terminal (``update(text)``
+    changes its line); elsewhere (a log, a CI job, a pipe) each step is one plain
+    line on stderr, so what the command waited for is still said."""
+
+    def __init__(self, err_console: Console, text: str) -> None:
+        import sys
+
+        self._console = err_console
+        self._text = text
+        self._status: Status | None = None
+        self._plain = not sys.stderr.isatty()
+
+    def __enter__(self) -> Busy:
+        if self._plain:
+            self._say(self._text)
+        else:
+            self._status = self._console.status(self._text)
+            self._status.start()
+        return self
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+        elif text != self._text:
+            self._say(text)
+        self._text = text
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    @staticmethod
+    def _say(text: str) -> None:
+        import click
+
+        click.echo(clean(text, 300), err=True)
+
+
+def busy(err_console: Console, text: str) -> Busy:
+    """See ``Busy``."""
+    return Busy(err_console, text)
 
 
 def confirm_destroy(names: Sequence[str]) -> None:

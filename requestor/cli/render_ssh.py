@@ -34,16 +34,25 @@ def _escape(text: str, limit: int = 300) -> str:
 
 
 class Spinner:
-    """A spinner on stderr while we wait for SSH, only when stderr is a terminal."""
+    """A spinner on stderr while we wait for SSH when stderr is a terminal; else
+    one plain line saying what we wait for (a script's log shows why it paused)."""
 
     def __init__(self, console: Callable[[], Console], text: str) -> None:
         # A factory: the console (and rich) is built only when the spinner shows.
         self._console = console
         self._text = text
         self._status: Status | None = None
+        self._said = False
 
     def start(self) -> None:
-        if self._status is None and sys.stderr.isatty():
+        if not sys.stderr.isatty():
+            if not self._said:
+                self._said = True
+                from requestor.text import clean
+
+                click.echo(clean(self._text, 300), err=True)
+            return
+        if self._status is None:
             self._status = self._console().status(_escape(self._text))
             self._status.start()
 

@@ -55,7 +55,9 @@ def _run(app: AppContext, name: str, work: Callable[[Access], Awaitable[T]]) -> 
 async def _connect(app: AppContext, access: Access, wait: float) -> asyncssh.SSHClientConnection:
     from requestor.cli.render_ssh import Spinner
 
-    spinner = Spinner(lambda: app.err_console, f"Waiting for SSH on {access.name}…")
+    spinner = Spinner(
+        lambda: app.err_console, f"Waiting up to {wait:g} s for SSH on {access.name}…"
+    )
     try:
         return await access.connect(wait=wait, on_wait=spinner.start)
     finally:

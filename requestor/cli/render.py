@@ -302,9 +302,14 @@ class Busy:
 
     @staticmethod
     def _say(text: str) -> None:
-        import click
+        console_line_err(text)
 
-        click.echo(clean(text, 300), err=True)
+
+def console_line_err(text: str) -> None:
+    """A plain line on stderr; ``text`` is cleaned (it may name a provider)."""
+    import click
+
+    click.echo(clean(text, 300), err=True)
 
 
 def busy(err_console: Console, text: str) -> Busy:

@@ -236,6 +236,13 @@ def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) 
         else:
             bar.start(len(plan))
 
+    def step(name: str, text: str) -> None:
+        # Off a terminal, the steps before the VMs are placed (looking for
+        # providers, probing them) say what the command waits for; each VM's own
+        # steps would be a dozen lines per VM, so its result line stands for them.
+        if plain and not name:
+            render.console_line_err(f"{text}…")
+
     def finished(outcome: CreateOutcome) -> None:
         bar.advance(outcome)
         if plain:
@@ -247,7 +254,9 @@ def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) 
     try:
         report = run_with_services(
             app,
-            lambda services: create_many(services, requests, on_placed=placed, on_outcome=finished),
+            lambda services: create_many(
+                services, requests, on_placed=placed, on_step=step, on_outcome=finished
+            ),
         )
     finally:
         bar.stop()

@@ -87,6 +87,7 @@ def test_twelve_creates_take_far_less_than_twelve_single_ones(
     batch = time.perf_counter() - started
     assert_ok(result)
     # Off a terminal: what it waits for, then a line per VM, on stderr.
+    assert "Looking for a provider that fits…" in result.stderr.splitlines()
     assert "Creating 12 VMs on" in result.stderr
     for index in range(1, 13):
         assert f"web-{index}: created on " in result.stderr

@@ -130,6 +130,10 @@ async def exec_on_vms(
 class _OutputFailed(Exception):
     """The caller's output handler raised (its stdout closed): the whole command stops."""
 
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 async def _exec_one(
     services: Services, vm: VMView, command: str, keep_output: bool, on_output: OnOutput
@@ -150,7 +154,7 @@ async def _exec_one(
         try:
             on_output(vm.name, stream, data)
         except Exception as error:
-            raise _OutputFailed from error
+            raise _OutputFailed(error) from error
 
     try:
         async with AsyncExitStack() as stack:
@@ -162,7 +166,7 @@ async def _exec_one(
         outcome.exit_status = status
         outcome.result = ExecResult.OK if status == 0 else ExecResult.NONZERO
     except _OutputFailed as failed:
-        raise failed.__cause__ from None  # type: ignore[misc]
+        raise failed.error from None
     except GolemError as error:
         outcome.error, outcome.hint = error.message, error.hint
     except Exception as error:  # isolate one VM's surprise from the others

@@ -90,13 +90,17 @@ MAX_LINE = 1 << 20
 class _LineHandlerFailed(Exception):
     """``on_line`` raised (our stdout closed, say): not a lost connection."""
 
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 async def _split_lines(reader: asyncssh.SSHReader[bytes], stream: int, on_line: OnLine) -> None:
     def deliver(line: bytes) -> None:
         try:
             on_line(stream, line)
         except Exception as error:
-            raise _LineHandlerFailed from error
+            raise _LineHandlerFailed(error) from error
 
     pending = b""
     while data := await reader.read(CHUNK):
@@ -131,7 +135,7 @@ async def run_lines(
         await process.wait_closed()
     except _LineHandlerFailed as failed:
         process.close()
-        raise failed.__cause__ from None  # type: ignore[misc]
+        raise failed.error from None
     except (OSError, asyncssh.Error) as error:
         raise connection_lost(name, error) from None
     status = exit_code(process.returncode)

@@ -137,3 +137,29 @@ def test_bad_input_changes_nothing_and_says_how(
     nothing = run_golem(golem_env, "vm", "exec", "--", "true")
     assert nothing.returncode == 2
     assert "Solution:" in nothing.stderr
+
+
+def test_a_closed_pipe_stops_every_vm_quietly(
+    golem_env: GolemEnv, fleet: tuple[DevnetThread, list[str]]
+) -> None:
+    import subprocess
+
+    from tests.conftest import GOLEM
+
+    process = subprocess.Popen(
+        [str(GOLEM), "vm", "exec", "--all", "--", "seq", "1", "1000000"],
+        env=golem_env.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        assert first.startswith(b"web-") and first.endswith(b": 1\n"), first
+        process.stdout.close()  # `golem vm exec ... | head -1`
+        stderr = process.stderr.read()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 141, stderr
+    assert b"Traceback" not in stderr

@@ -163,3 +163,22 @@ def test_a_closed_pipe_stops_every_vm_quietly(
         process.kill()
     assert process.returncode == 141, stderr
     assert b"Traceback" not in stderr
+
+
+def test_output_bytes_pass_through_unchanged_after_the_prefix(
+    golem_env: GolemEnv, fleet: tuple[DevnetThread, list[str]]
+) -> None:
+    import subprocess
+
+    from tests.conftest import GOLEM
+
+    done = subprocess.run(
+        [str(GOLEM), "vm", "exec", "web-000", "--", "printf", "'\\000\\377\\r\\n\\033[2J'"],
+        env=golem_env.env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # Not UTF-8, not text: the bytes as the VM wrote them, a newline added at the end.
+    assert done.stdout == b"web-000: \x00\xff\r\n" + b"web-000: \x1b[2J\n"

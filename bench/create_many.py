@@ -16,9 +16,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench._devnet import DevnetThread
 from bench.report import machine, table, update_section
 from bench.startup import bench_env, golem_executable
-from tests.support.threaded import DevnetThread
 
 SECTION = "create-many"
 SMALL_VM = ("--cpu", "1", "--memory", "1", "--storage", "10")

@@ -20,11 +20,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench._devnet import DevnetThread, create_fleet
 from bench.report import machine, table, update_section
 from bench.startup import bench_env, golem_executable
 from requestor.settings import load_settings
-from tests.support.fleet import create_fleet
-from tests.support.threaded import DevnetThread
 
 SECTION = "exec"
 TARGET_S = 3.0

@@ -333,9 +333,9 @@ def exec_command(
             click.echo("No VMs selected.", err=True)
         return None
     if as_json:
-        from requestor.cli.render import dump_json
+        from requestor.cli.render import print_json
 
-        click.echo(dump_json(render_ssh.exec_json(report)))
+        print_json(render_ssh.exec_json(report))
     else:
         render_ssh.exec_summary(report)
     return report

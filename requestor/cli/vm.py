@@ -122,7 +122,7 @@ def providers(
 
     if as_json:
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
-        click.echo(render.dump_json(render.providers_json(listing)))
+        render.print_json(render.providers_json(listing))
         return
     with render.busy(app.err_console, "Asking the discovery service and probing providers…"):
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
@@ -194,7 +194,7 @@ def create(
 
     if as_json:
         result = run_with_services(app, lambda services: create_vm(services, request))
-        click.echo(render.dump_json(render.created_json(result)))
+        render.print_json(render.created_json(result))
         return None
 
     with render.busy(app.err_console, "Creating VM…") as status:
@@ -261,7 +261,7 @@ def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) 
     finally:
         bar.stop()
     if as_json:
-        click.echo(render.dump_json(render.created_many_json(report)))
+        render.print_json(render.created_many_json(report))
     else:
         render.created_many(app.console, report)
     return report
@@ -292,14 +292,10 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
         # The common case reads local state only: no HTTP stack is loaded.
         from requestor.services.local import local_vms
 
-        listing = app.run(local_vms(app.settings))
+        listing = local_vms(app.settings, app.run)
     from requestor.cli import render
 
-    if as_json:
-        click.echo(render.dump_json([render.vm_json(vm) for vm in listing.vms]))
-        return
-    render.legacy_rejected(app.err_console, listing)
-    render.vm_list(app.console, listing.vms)
+    render.vm_listing(app.console, app.err_console, listing, as_json)
 
 
 @vm.command()
@@ -328,11 +324,11 @@ def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_js
     else:
         from requestor.services.local import local_vm
 
-        view = app.run(local_vm(app.settings, name))
+        view = local_vm(app.settings, name, app.run)
     from requestor.cli import render
 
     if as_json:
-        click.echo(render.dump_json(render.vm_info_json(view)))
+        render.print_json(render.vm_info_json(view))
         return
     if outcome is not None and not outcome.ok:
         render.refresh_failed(app.err_console, outcome)
@@ -431,10 +427,7 @@ def _act(
     finally:
         bar.stop()
     if done is None:
-        if as_json:
-            click.echo(render.dump_json([]))
-        else:
-            render.nothing_selected(app.err_console)
+        render.nothing_selected(app.err_console, as_json)
         return None
     if len(done.outcomes) == 1 and not done.interrupted and not as_json:
         outcome = done.outcomes[0]

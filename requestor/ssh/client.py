@@ -19,6 +19,7 @@ import asyncssh
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
 from requestor.ssh.hostkeys import HOST_KEY_ALGORITHMS, fetch_host_key, host_key_changed, same_key
 from requestor.ssh.keys import load_client_key
+from requestor.ssh.tuning import connect_options
 
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 3
@@ -121,6 +122,7 @@ async def connect_once(
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             connect_timeout=limit,
             login_timeout=limit,
+            **connect_options(),  # cipher order: AES-GCM first where the CPU has AES
             **options,
         )
     except asyncssh.HostKeyNotVerifiable:

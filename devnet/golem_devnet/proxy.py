@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-_CHUNK = 65536
+_CHUNK = 256 * 1024  # bulk copies pass in fewer, larger writes
 
 
 class TcpProxy:

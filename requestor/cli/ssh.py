@@ -18,12 +18,11 @@ from requestor.cli.params import DEFAULT_WAIT_TIMEOUT, Seconds, wait_timeout_opt
 from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
-    import asyncssh
-
     from requestor.services.access import Access
     from requestor.services.remote import ExecReport
     from requestor.services.runtime import Services
     from requestor.services.wait import WaitReport
+    from requestor.ssh._asyncssh import asyncssh
 
 T = TypeVar("T")
 

@@ -298,8 +298,7 @@ async def _refresh_one(
 async def _first_host_key(host: str, port: int) -> str | None:
     """The key a completed create would have pinned; None when SSH does not answer
     (then the first 'golem vm ssh' pins it)."""
-    import asyncssh
-
+    from requestor.ssh._asyncssh import asyncssh
     from requestor.ssh.hostkeys import fetch_host_key
 
     try:

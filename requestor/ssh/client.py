@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.hostkeys import HOST_KEY_ALGORITHMS, fetch_host_key, host_key_changed, same_key
 from requestor.ssh.keys import load_client_key
 from requestor.ssh.tuning import connect_options

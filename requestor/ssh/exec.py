@@ -13,9 +13,8 @@ import os
 import signal
 from collections.abc import Callable
 
-import asyncssh
-
 from requestor.errors import SSHError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.streams import CHUNK, StdinReader, exit_code, pump_stdin, write_all
 
 STDOUT, STDERR = 1, 2

@@ -53,7 +53,7 @@ def host_key_changed(vm_name: str, pinned: str, seen: str) -> HostKeyChangedErro
 
 async def fetch_host_key(host: str, port: int, limit: float = 10.0) -> str:
     """The host key the server at host:port shows (no authentication happens)."""
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     async with asyncio.timeout(limit):
         key = await asyncssh.get_server_host_key(
@@ -69,7 +69,7 @@ async def fetch_host_key(host: str, port: int, limit: float = 10.0) -> str:
 
 async def wait_for_host_key(host: str, port: int, within: float, poll_interval: float = 0.5) -> str:
     """Poll until the VM's SSH answers, then return its host key (to pin)."""
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     deadline = time.monotonic() + within
     while True:

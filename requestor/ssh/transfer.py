@@ -28,9 +28,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-import asyncssh
-
 from requestor.errors import GolemError, InputError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.tuning import (
     SFTP_BLOCK_SIZE,
     SMALL_FILE,

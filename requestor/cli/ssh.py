@@ -257,6 +257,13 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool) -> int:
 # --- exec -----------------------------------------------------------------------
 
 
+def _note(text: str) -> None:
+    """What the selection left out (--provider narrowing the names), on stderr."""
+    from requestor.text import clean
+
+    click.echo(clean(text, 500), err=True)
+
+
 class _CommandAfterDashes(click.Command):
     """Everything after the first ``--`` is the remote command, kept out of
     click's parsing (so ``-x`` there is the command's, and NAMES stay NAMES)."""
@@ -293,7 +300,7 @@ def exec_command(
     """Run one command on many VMs at once: golem vm exec NAME... -- CMD [ARGS...].
 
     \b
-    VMs are chosen as stop/start/destroy choose them: names, shell globs
+    VMs are chosen as start, stop, destroy and forget choose them: names, globs
     ('web-*'), --all or --provider. Each line the command writes is printed
     as it comes, after "NAME: ", on stdout or stderr as the VM wrote it; a
     summary follows on stderr. Exit status: 0 when every VM ran the command
@@ -322,6 +329,7 @@ def exec_command(
             concurrency=concurrency,
             keep_output=as_json,
             on_output=(lambda *_: None) if as_json else printer.line,
+            on_note=_note,
         )
 
     report = run_with_services(app, work, concurrency=concurrency)
@@ -379,7 +387,7 @@ def wait(
     """Block until VMs reach a state: golem vm wait NAME... --for ssh|running|stopped.
 
     \b
-    VMs are chosen as stop/start/destroy choose them: names, shell globs
+    VMs are chosen as start, stop, destroy and forget choose them: names, globs
     ('web-*'), --all or --provider. Exits 0 when every one got there, 1 naming
     those that did not within --timeout.
     """
@@ -418,6 +426,7 @@ def wait(
             provider_id=provider_id,
             on_selected=selected,
             on_arrival=arrival,
+            on_note=_note,
         )
 
     try:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from requestor.db import repository
 from requestor.db.models import VM
 from requestor.errors import (
+    DatabaseLockedError,
     GolemError,
     InsufficientResourcesError,
     NameTakenError,
@@ -23,6 +24,7 @@ from requestor.errors import (
     ProviderRefusedError,
     ProviderUnavailableError,
     SSHUnreachableError,
+    UnrecordedActionsError,
 )
 from requestor.services.access import sync_ssh_config
 from requestor.services.provider import ProviderClient, ProviderUnreachable
@@ -128,6 +130,12 @@ async def create_vm(
 
     try:
         vm = await _deploy(services, provider, vm, key.public_key, request, progress)
+    except DatabaseLockedError:
+        raise UnrecordedActionsError(
+            f"The database {services.settings.db_path} stayed locked by another golem"
+            f" process after provider {ad.provider_id} was asked to create {request.name}"
+            f" (as {vm.provider_vm_name}): what the provider did is not fully recorded"
+        ) from None
     except GolemError:
         raise
     except Exception as error:  # a bug must not leave the record without a trace
@@ -181,7 +189,7 @@ async def _deploy(
     progress("Fetching connection details")
     access = await provider.access(vm.provider_vm_name)
     ssh_host = services.settings.ssh_host(access.ssh_host)
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         # A refresh that ran while the provider was still creating may have
         # called it gone; it exists.
         stored = await repository.update_vm(
@@ -212,7 +220,7 @@ async def _deploy(
             f"Unable to establish SSH connection (VM may be starting up): {request.name} "
             f"was created, but its SSH did not answer within {request.ssh_wait:g} s",
         ) from None
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         stored = await repository.update_vm(
             session, vm.id, host_key=host_key, status=VMStatus.RUNNING, last_error=None
         )
@@ -220,10 +228,10 @@ async def _deploy(
 
 
 async def _forget_id(services: Services, vm_id: int) -> None:
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         await repository.delete_vm(session, vm_id)
 
 
 async def _note_error(services: Services, vm_id: int, message: str) -> None:
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         await repository.update_vm(session, vm_id, last_error=message)

@@ -85,16 +85,17 @@ async def exec_on_vms(
     on_selected: Callable[[list[str]], None] = lambda _names: None,
     on_output: OnOutput = lambda _name, _stream, _line: None,
     on_outcome: Callable[[ExecOutcome], None] = lambda _o: None,
+    on_note: Callable[[str], None] = lambda _note: None,
 ) -> ExecReport | None:
     """Run ``command`` on the VMs selected (as ``golem vm stop`` selects them);
     None when nothing was selected.
 
     A VM that cannot be reached is an outcome, not an error: the others run.
     """
-    vms = [
-        vm_view(vm)
-        for vm in await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
-    ]
+    selection = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
+    if selection.note:
+        on_note(selection.note)
+    vms = [vm_view(vm) for vm in selection.vms]
     if not vms:
         return None
     on_selected([vm.name for vm in vms])

@@ -64,10 +64,14 @@ async def wait_for(
     provider_id: str | None = None,
     on_selected: Callable[[list[str]], None] = lambda _names: None,
     on_arrival: Callable[[Arrival], None] = lambda _a: None,
+    on_note: Callable[[str], None] = lambda _note: None,
 ) -> WaitReport | None:
     """Wait for every VM selected (as ``golem vm stop`` selects them) to reach
     ``goal`` within ``within`` seconds; None when nothing was selected."""
-    vms = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
+    selection = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
+    if selection.note:
+        on_note(selection.note)
+    vms = selection.vms
     if not vms:
         return None
     on_selected([vm.name for vm in vms])

@@ -7,6 +7,7 @@ locally before its POST, as for one).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -177,7 +178,7 @@ async def _place(
                 hint="Ask for fewer or smaller VMs, or leave out --provider-id to spread them.",
             )
         return [Placement(ad)] * count
-    views = await reachable_fitting(services, *need, progress)
+    views, _skipped = await reachable_fitting(services, *need, progress)
     # What each provider advertised (recorded as such), and what is left of it.
     advertised = {v.advertisement.provider_id: v.advertisement for v in views}
     left = {v.advertisement.provider_id: v for v in views}
@@ -195,7 +196,9 @@ async def _place(
         # Spread: the provider with the fewest of these VMs so far, then the most room.
         best = min(candidates, key=lambda v: (placed[v.advertisement.provider_id], rank(v)))
         chosen = best.advertisement.provider_id
-        placements.append(Placement(advertised[chosen], _reason(best, len(views))))
+        placements.append(
+            Placement(advertised[chosen], _reason(best, len(views)), best.capabilities)
+        )
         left[chosen] = _minus(best, *need)
         placed[chosen] += 1
     return placements
@@ -211,7 +214,7 @@ def _minus(view: ProviderView, cpu: int, memory: int, storage: int) -> ProviderV
         cpu=free.cpu - cpu, memory=free.memory - memory, storage=free.storage - storage
     )
     ad: Advertisement = view.advertisement.model_copy(update={"resources": rest})
-    return ProviderView(ad, view.reachable, view.latency_ms, view.error)
+    return dataclasses.replace(view, advertisement=ad)
 
 
 def _reason(view: ProviderView, providers: int) -> str:

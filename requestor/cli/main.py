@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 import click
 
@@ -178,15 +178,27 @@ def _silence_stdout() -> None:
         pass
 
 
+@runtime_checkable
+class ManyVMs(Protocol):
+    """What a command on many VMs returns (``BulkReport``, ``ExecReport``): the
+    exit code follows from the counts, without importing the services."""
+
+    interrupted: bool
+
+    @property
+    def succeeded(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+
 def exit_code(result: object) -> int:
     """The exit code for what a command returned (README.md, "Exit codes")."""
     if result is None:
         return ExitCode.OK
     if isinstance(result, int):
         return result
-    from requestor.services.actions import BulkReport
-
-    if isinstance(result, BulkReport):
+    if isinstance(result, ManyVMs):
         if result.interrupted:
             return ExitCode.INTERRUPTED
         if result.failed:

@@ -7,7 +7,7 @@ into ``rich.text.Text``, never into markup.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -18,12 +18,15 @@ from requestor.status import VMStatus
 from requestor.text import clean
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.status import Status
 
     from requestor.services.actions import BulkReport, Outcome
     from requestor.services.capabilities import Capabilities
     from requestor.services.config import ConfigReport
     from requestor.services.create import CreateResult
+    from requestor.services.create_many import CreateReport
     from requestor.services.provider_search import ProviderListing
     from requestor.services.views import VMListing, VMView
     from requestor.wire.models import MonthlyPrice, Pricing
@@ -467,9 +470,54 @@ def console_line(text: str) -> None:
     click.echo(text)
 
 
-def busy(err_console: Console, text: str) -> Status:
-    """A spinner on stderr while a long call runs; ``update(text)`` changes its line."""
-    return err_console.status(text)
+class Busy:
+    """While a long call runs: a spinner on stderr at a terminal (``update(text)``
+    changes its line); elsewhere (a log, a CI job, a pipe) each step is one plain
+    line on stderr, so what the command waited for is still said."""
+
+    def __init__(self, err_console: Console, text: str) -> None:
+        import sys
+
+        self._console = err_console
+        self._text = text
+        self._status: Status | None = None
+        self._plain = not sys.stderr.isatty()
+
+    def __enter__(self) -> Busy:
+        if self._plain:
+            self._say(self._text)
+        else:
+            self._status = self._console.status(self._text)
+            self._status.start()
+        return self
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+        elif text != self._text:
+            self._say(text)
+        self._text = text
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    @staticmethod
+    def _say(text: str) -> None:
+        console_line_err(text)
+
+
+def console_line_err(text: str) -> None:
+    """A plain line on stderr; ``text`` is cleaned (it may name a provider)."""
+    import click
+
+    click.echo(clean(text, 300), err=True)
+
+
+def busy(err_console: Console, text: str) -> Busy:
+    """See ``Busy``."""
+    return Busy(err_console, text)
 
 
 def confirm(action: str, names: Sequence[str], consequence: str) -> None:
@@ -545,8 +593,17 @@ _ING = {
     "stop": "Stopping",
     "destroy": "Destroying",
     "refresh": "Refreshing",
+    "create": "Creating",
+    "wait": "Waiting",
     "forget": "Forgetting",
 }
+
+
+class _Finished(Protocol):
+    """One VM's outcome, as far as progress counts it."""
+
+    @property
+    def ok(self) -> bool: ...
 
 
 class BulkProgress:
@@ -574,7 +631,7 @@ class BulkProgress:
         self._progress.start()
         self._task = self._progress.add_task(_ING[self._action], total=total, failed=0)
 
-    def advance(self, outcome: Outcome) -> None:
+    def advance(self, outcome: _Finished) -> None:
         if self._progress is None:
             return
         self._failed += 0 if outcome.ok else 1
@@ -701,3 +758,109 @@ def config_json(report: ConfigReport) -> dict[str, Any]:
             for p in report.paths
         ],
     }
+
+
+# --- several creates in one command -------------------------------------------------
+
+
+def created_many(console: Console, report: CreateReport) -> None:
+    """One row per VM (in the order given), then the counts."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for column in ("Name", "Provider", "Result", "SSH", "Error"):
+        table.add_column(column, overflow="fold")
+    for outcome in report.outcomes:
+        ssh = ""
+        if outcome.result is not None:
+            vm = outcome.result.vm
+            ssh = f"{vm.ssh_user}@{vm.ssh_host or vm.provider_ip}:{vm.ssh_port}"
+        table.add_row(
+            safe(outcome.name, 64),
+            safe(outcome.provider, 66),
+            Text("created", style="green") if outcome.ok else Text("failed", style="red"),
+            safe(ssh, 100),
+            safe(outcome.error or "", 300),
+        )
+    console.print(table)
+    text = Text(f"create: {report.succeeded} created", style="bold")
+    if report.failed:
+        text.append(f", {report.failed} failed", style="bold red")
+    text.append(f" of {len(report.outcomes)} in {report.seconds:.2f} s")
+    console.print(text)
+
+
+def created_many_json(report: CreateReport) -> list[dict[str, Any]]:
+    """One object per VM: the VM (as ``create --json``) plus ``ok`` and ``error``,
+    or, for a VM that was not created, its name, provider, ``ok`` and ``error``."""
+    entries: list[dict[str, Any]] = []
+    for outcome in report.outcomes:
+        if outcome.result is not None:
+            entries.append({**created_json(outcome.result), "ok": True, "error": None})
+        else:
+            entries.append(
+                {
+                    "name": outcome.name,
+                    "provider_id": outcome.provider,
+                    "ok": False,
+                    "error": outcome.error,
+                    "hint": outcome.hint,
+                }
+            )
+    return entries
+
+
+def create_line(name: str, text: str) -> None:
+    """One plain line on stderr about one VM of several (when stderr is not a terminal)."""
+    import click
+
+    click.echo(f"{clean(name, 64)}: {clean(text, 300)}", err=True)
+
+
+# --- one VM in full -----------------------------------------------------------------
+
+
+def vm_info_json(vm: VMView) -> dict[str, Any]:
+    """``vm info --json``: ``vm_json``'s keys plus the SSH host on its own."""
+    return {**vm_json(vm), "ssh_host": vm.ssh_host}
+
+
+def vm_info(console: Console, vm: VMView) -> None:
+    from requestor.ssh.hostkeys import fingerprint
+
+    def when(value: datetime) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    ssh = "not known yet (its create did not finish)"
+    if vm.ssh_port is not None:
+        ssh = f"{vm.ssh_user}@{vm.ssh_host or vm.provider_ip} port {vm.ssh_port}"
+    rows = [
+        ("Status", status_text(vm.status)),
+        ("Provider", safe(vm.provider_id or "(adopted from the earlier golem: no id)", 200)),
+        ("Provider address", safe(vm.provider_ip, 100)),
+        ("Name at provider", safe(vm.provider_vm_name, 200)),
+        ("Resources", Text(resources_text(vm.cpu, vm.memory, vm.storage))),
+        ("SSH", safe(ssh, 200)),
+        ("SSH key", safe(vm.ssh_key_path or "(none recorded)", 500)),
+        (
+            "Host key",
+            Text(fingerprint(vm.host_key) if vm.host_key else "not pinned yet (first connection)"),
+        ),
+        ("Created", Text(when(vm.created_at))),
+        ("Updated", Text(when(vm.updated_at))),
+        ("Last error", safe(vm.last_error or "none", 1000)),
+    ]
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for label, value in rows:
+        table.add_row(label, value)
+    _framed(console, f"VM {clean(vm.name, 64)}", table)
+
+
+def refresh_failed(err_console: Console, outcome: Outcome) -> None:
+    """--refresh could not reach the provider: what is shown is the last known state."""
+    err_console.print(
+        Text(
+            f"Warning: {clean(outcome.error or 'the refresh failed', 300)}; "
+            "showing the last known state."
+        )
+    )

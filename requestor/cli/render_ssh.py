@@ -9,7 +9,7 @@ state or a provider is cleaned and escaped before rich sees it.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from requestor.services.access import RepinResult, SSHConfigResult
+    from requestor.services.remote import ExecReport
     from requestor.ssh.transfer import CopyPlan
 
 
@@ -34,16 +35,25 @@ def _escape(text: str, limit: int = 300) -> str:
 
 
 class Spinner:
-    """A spinner on stderr while we wait for SSH, only when stderr is a terminal."""
+    """A spinner on stderr while we wait for SSH when stderr is a terminal; else
+    one plain line saying what we wait for (a script's log shows why it paused)."""
 
     def __init__(self, console: Callable[[], Console], text: str) -> None:
         # A factory: the console (and rich) is built only when the spinner shows.
         self._console = console
         self._text = text
         self._status: Status | None = None
+        self._said = False
 
     def start(self) -> None:
-        if self._status is None and sys.stderr.isatty():
+        if not sys.stderr.isatty():
+            if not self._said:
+                self._said = True
+                from requestor.text import clean
+
+                click.echo(clean(self._text, 300), err=True)
+            return
+        if self._status is None:
             self._status = self._console().status(_escape(self._text))
             self._status.start()
 
@@ -221,3 +231,59 @@ def _dump(data: object, indent: int | None = 2) -> str:
 
     # ASCII, as every --json output (requestor.cli.render.dump_json, without rich).
     return json.dumps(data, indent=indent, ensure_ascii=True)
+
+
+# --- exec on many VMs ------------------------------------------------------------
+
+
+class PrefixedOutput:
+    """Each line of each VM's output on our stdout or stderr (as the VM wrote it),
+    after ``NAME: ``; a line is written whole, so VMs' lines never mix."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, BinaryIO] = {1: sys.stdout.buffer, 2: sys.stderr.buffer}
+
+    def line(self, name: str, stream: int, data: bytes) -> None:
+        out = self._streams[stream]
+        # The name is ours (validated when created); the line is the VM's bytes.
+        out.write(name.encode() + b": " + data + (b"" if data.endswith(b"\n") else b"\n"))
+        out.flush()
+
+
+def exec_summary(report: ExecReport) -> None:
+    """What did not go well, one line per VM, then the counts (stderr)."""
+    from requestor.text import clean
+
+    for outcome in report.outcomes:
+        if outcome.result.value == "nonzero":
+            click.echo(f"{outcome.name}: exited with status {outcome.exit_status}", err=True)
+        elif outcome.result.value == "failed":
+            click.echo(f"{outcome.name}: failed: {clean(outcome.error or '', 300)}", err=True)
+    total = len(report.outcomes)
+    nonzero = sum(1 for o in report.outcomes if o.result.value == "nonzero")
+    failed = report.failed - nonzero
+    parts = [f"{report.succeeded} returned 0"]
+    if nonzero:
+        parts.append(f"{nonzero} returned non-zero")
+    if failed:
+        parts.append(f"{failed} could not run it")
+    click.echo(f"exec on {total} VM(s): {', '.join(parts)}, in {report.seconds:.2f} s", err=True)
+
+
+def exec_json(report: ExecReport) -> list[dict[str, Any]]:
+    """One object per VM; the keys are documented in docs/json.md."""
+    return [
+        {
+            "name": o.name,
+            "provider_id": o.provider,
+            "result": o.result.value,
+            "ok": o.ok,
+            "exit_status": o.exit_status,
+            "stdout": o.stdout.decode("utf-8", errors="replace"),
+            "stderr": o.stderr.decode("utf-8", errors="replace"),
+            "output_truncated": o.truncated,
+            "error": o.error,
+            "seconds": round(o.seconds, 3),
+        }
+        for o in report.outcomes
+    ]

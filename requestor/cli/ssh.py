@@ -15,11 +15,14 @@ import click
 
 from requestor.cli import complete
 from requestor.cli.context import AppContext
-from requestor.cli.params import json_option, wait_timeout_option
-from requestor.errors import InputError
+from requestor.cli.params import DEFAULT_WAIT_TIMEOUT, Seconds, json_option, wait_timeout_option
+from requestor.errors import GolemError, InputError
 
 if TYPE_CHECKING:
     from requestor.services.access import Access
+    from requestor.services.remote import ExecReport
+    from requestor.services.runtime import Services
+    from requestor.services.wait import WaitReport
     from requestor.ssh._asyncssh import asyncssh
 
 T = TypeVar("T")
@@ -52,7 +55,9 @@ def _run(app: AppContext, name: str, work: Callable[[Access], Awaitable[T]]) -> 
 async def _connect(app: AppContext, access: Access, wait: float) -> asyncssh.SSHClientConnection:
     from requestor.cli.render_ssh import Spinner
 
-    spinner = Spinner(lambda: app.err_console, f"Waiting for SSH on {access.name}…")
+    spinner = Spinner(
+        lambda: app.err_console, f"Waiting up to {wait:g} s for SSH on {access.name}…"
+    )
     try:
         return await access.connect(wait=wait, on_wait=spinner.start)
     finally:
@@ -266,3 +271,200 @@ def ssh_config(app: AppContext, names: tuple[str, ...], write: bool, as_json: bo
     else:
         render_ssh.ssh_config(app.err_console, result)
     return 0
+
+
+# --- exec -----------------------------------------------------------------------
+
+
+def _note(text: str) -> None:
+    """What the selection left out (--provider narrowing the names), on stderr."""
+    from requestor.text import clean
+
+    click.echo(clean(text, 500), err=True)
+
+
+class _CommandAfterDashes(click.Command):
+    """Everything after the first ``--`` is the remote command, kept out of
+    click's parsing (so ``-x`` there is the command's, and NAMES stay NAMES)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            split = args.index("--")
+            ctx.meta["remote_command"] = args[split + 1 :]
+            args = args[:split]
+        return super().parse_args(ctx, args)
+
+
+@click.command(name="exec", cls=_CommandAfterDashes)
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_vms", is_flag=True, help="Every VM in local state.")
+@click.option("--provider", "provider_id", help="Only VMs on this provider.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 500),
+    default=100,
+    show_default=True,
+    help="VMs handled at once (and at most 10 per provider).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per VM, with its output.")
+@click.pass_context
+def exec_command(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    all_vms: bool,
+    provider_id: str | None,
+    concurrency: int,
+    as_json: bool,
+) -> ExecReport | None:
+    """Run one command on many VMs at once: golem vm exec NAME... -- CMD [ARGS...].
+
+    \b
+    VMs are chosen as start, stop, destroy and forget choose them: names, globs
+    ('web-*'), --all or --provider. Each line the command writes is printed
+    as it comes, after "NAME: ", on stdout or stderr as the VM wrote it; a
+    summary follows on stderr. Exit status: 0 when every VM ran the command
+    and it returned 0, 1 when none did, 3 otherwise.
+    """
+    from requestor.cli import render_ssh
+    from requestor.cli.vm import run_with_services
+    from requestor.services.remote import exec_on_vms
+
+    app = ctx.ensure_object(AppContext)
+    words = ctx.meta.get("remote_command") or []
+    if not words:
+        raise InputError(
+            "No command given", "Put the command after '--': golem vm exec 'web-*' -- uptime"
+        )
+    line = " ".join(words)  # one command line for each VM's shell, as ssh does
+    printer = render_ssh.PrefixedOutput()
+
+    async def work(services: Services) -> ExecReport | None:
+        return await exec_on_vms(
+            services,
+            names,
+            line,
+            all_vms=all_vms,
+            provider_id=provider_id,
+            concurrency=concurrency,
+            keep_output=as_json,
+            on_output=(lambda *_: None) if as_json else printer.line,
+            on_note=_note,
+        )
+
+    report = run_with_services(app, work, concurrency=concurrency)
+    if report is None:
+        if as_json:
+            click.echo("[]")
+        else:
+            click.echo("No VMs selected.", err=True)
+        return None
+    if as_json:
+        from requestor.cli.render import print_json
+
+        print_json(render_ssh.exec_json(report))
+    else:
+        render_ssh.exec_summary(report)
+    return report
+
+
+# --- wait -----------------------------------------------------------------------
+
+_GOAL_WORDS = {
+    "ssh": "accept SSH (a command runs)",
+    "running": "be running",
+    "stopped": "be stopped",
+}
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option(
+    "--for",
+    "goal",
+    type=click.Choice(["ssh", "running", "stopped"]),
+    required=True,
+    help="ssh: a command runs on it; running or stopped: its provider says so.",
+)
+@click.option(
+    "--timeout",
+    type=Seconds(min=0, max=86400),
+    default=DEFAULT_WAIT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for all of them.",
+)
+@click.option("--all", "all_vms", is_flag=True, help="Every VM in local state.")
+@click.option("--provider", "provider_id", help="Only VMs on this provider.")
+@pass_app
+def wait(
+    app: AppContext,
+    names: tuple[str, ...],
+    goal: str,
+    timeout: float,
+    all_vms: bool,
+    provider_id: str | None,
+) -> None:
+    """Block until VMs reach a state: golem vm wait NAME... --for ssh|running|stopped.
+
+    \b
+    VMs are chosen as start, stop, destroy and forget choose them: names, globs
+    ('web-*'), --all or --provider. Exits 0 when every one got there, 1 naming
+    those that did not within --timeout.
+    """
+    from requestor.cli import render
+    from requestor.cli.vm import run_with_services
+    from requestor.services.wait import Arrival, Goal, wait_for
+
+    wanted = Goal(goal)
+    words = _GOAL_WORDS[goal]
+    bar = render.BulkProgress(app.err_console, "wait")
+    # Off a terminal the bar draws nothing: say what we wait for, in plain lines.
+    plain = not sys.stderr.isatty()
+
+    def selected(chosen: list[str]) -> None:
+        if plain:
+            shown = ", ".join(chosen[:10]) + (", …" if len(chosen) > 10 else "")
+            click.echo(
+                f"Waiting up to {timeout:g} s for {len(chosen)} VM(s) to {words}: {shown}",
+                err=True,
+            )
+        else:
+            bar.start(len(chosen))
+
+    def arrival(reached: Arrival) -> None:
+        bar.advance(reached)
+        if plain:
+            click.echo(f"{reached.name}: {goal} after {reached.seconds:.1f} s", err=True)
+
+    async def work(services: Services) -> WaitReport | None:
+        return await wait_for(
+            services,
+            names,
+            wanted,
+            timeout,
+            all_vms=all_vms,
+            provider_id=provider_id,
+            on_selected=selected,
+            on_arrival=arrival,
+            on_note=_note,
+        )
+
+    try:
+        report = run_with_services(app, work)
+    finally:
+        bar.stop()
+    if report is None:
+        click.echo("No VMs selected.", err=True)
+        return None
+    if report.missing:
+        from requestor.text import clean
+
+        late = "; ".join(f"{name} ({clean(why, 200)})" for name, why in report.missing.items())
+        raise GolemError(
+            f"{len(report.missing)} of {len(report.missing) + len(report.arrived)} VM(s) did not "
+            f"reach '{goal}' within {timeout:g} s: {late}",
+            hint="Check them with 'golem vm info NAME --refresh'; start stopped ones with "
+            "'golem vm start NAME', or wait longer with --timeout.",
+        )
+    if plain:
+        click.echo(f"All {len(report.arrived)} VM(s) {goal} in {report.seconds:.1f} s.", err=True)
+    return None

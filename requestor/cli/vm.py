@@ -21,6 +21,8 @@ from requestor.status import VMStatus
 
 if TYPE_CHECKING:
     from requestor.services.actions import BulkReport
+    from requestor.services.create import CreateRequest
+    from requestor.services.create_many import CreateReport
     from requestor.services.runtime import Network, Services
 
 T = TypeVar("T")
@@ -31,6 +33,8 @@ VM_LAZY_COMMANDS: dict[str, str] = {
     "cp": "requestor.cli.ssh:cp",
     "forward": "requestor.cli.ssh:forward",
     "ssh-config": "requestor.cli.ssh:ssh_config",
+    "exec": "requestor.cli.ssh:exec_command",
+    "wait": "requestor.cli.ssh:wait",
 }
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -158,7 +162,12 @@ def providers(
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 1000),
+    help="With one NAME: create NAME-1 ... NAME-N.",
+)
 @click.option(
     "--provider",
     "--provider-id",
@@ -175,32 +184,53 @@ def providers(
 @pass_app
 def create(
     app: AppContext,
-    name: str,
+    names: tuple[str, ...],
+    count: int | None,
     provider_id: str | None,
     cpu: int,
     memory: int,
     storage: int,
     wait_timeout: float,
     as_json: bool,
-) -> None:
-    """Create a VM on a provider and wait until it accepts SSH."""
+) -> CreateReport | None:
+    """Create a VM on a provider and wait until it accepts SSH.
+
+    \b
+    Several at once: golem vm create web-1 web-2 web-3 ..., or --count N with
+    one NAME (NAME-1 ... NAME-N). They are created concurrently, spread over
+    the providers that fit unless --provider-id names one.
+    """
     from requestor.cli import render
     from requestor.services.create import CreateRequest, CreateResult, create_vm, validate_create
 
-    request = CreateRequest(
-        name=name,
-        cpu=cpu,
-        memory=memory,
-        storage=storage,
-        provider_id=provider_id,
-        ssh_wait=wait_timeout,
-    )
+    if count is not None:
+        if len(names) != 1:
+            raise InputError(
+                "--count takes exactly one NAME", "For example: golem vm create web --count 3 ..."
+            )
+        from requestor.services.create_many import numbered
+
+        names = tuple(numbered(names[0], count))
+    requests = [
+        CreateRequest(
+            name=name,
+            cpu=cpu,
+            memory=memory,
+            storage=storage,
+            provider_id=provider_id,
+            ssh_wait=wait_timeout,
+        )
+        for name in names
+    ]
+    if count is not None or len(requests) > 1:
+        return _create_many(app, requests, as_json)
+    request = requests[0]
     validate_create(request)  # before touching anything
 
     if as_json:
         result = run_with_services(app, lambda services: create_vm(services, request))
         render.print_json(render.created_json(result))
-        return
+        return None
 
     with render.busy(app.err_console, "Creating VM…") as status:
 
@@ -213,6 +243,63 @@ def create(
         result = run_with_services(app, work)
     render.provider_choice(app.err_console, result)
     render.deployed(app.console, result)
+    return None
+
+
+def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) -> CreateReport:
+    """Several VMs at once: live progress on stderr, then a row per VM (or JSON)."""
+    import sys
+
+    from requestor.cli import render
+    from requestor.services.create_many import CreateOutcome, create_many, validate_many
+
+    validate_many(requests)  # every name before touching anything
+    bar = render.BulkProgress(app.err_console, "create")
+    # Off a terminal the bar draws nothing: say what happens, one line at a time.
+    plain = not as_json and not sys.stderr.isatty()
+
+    def placed(plan: list[tuple[str, str]]) -> None:
+        if as_json:
+            return
+        providers = len({provider for _name, provider in plan})
+        if plain:
+            click.echo(
+                f"Creating {len(plan)} VMs on {providers} provider(s); each is ready when "
+                "its SSH answers…",
+                err=True,
+            )
+        else:
+            bar.start(len(plan))
+
+    def step(name: str, text: str) -> None:
+        # Off a terminal, the steps before the VMs are placed (looking for
+        # providers, probing them) say what the command waits for; each VM's own
+        # steps would be a dozen lines per VM, so its result line stands for them.
+        if plain and not name:
+            render.console_line_err(f"{text}…")
+
+    def finished(outcome: CreateOutcome) -> None:
+        bar.advance(outcome)
+        if plain:
+            if outcome.ok:
+                render.create_line(outcome.name, f"created on {outcome.provider}")
+            else:
+                render.create_line(outcome.name, f"failed: {outcome.error}")
+
+    try:
+        report = run_with_services(
+            app,
+            lambda services: create_many(
+                services, requests, on_placed=placed, on_step=step, on_outcome=finished
+            ),
+        )
+    finally:
+        bar.stop()
+    if as_json:
+        render.print_json(render.created_many_json(report))
+    else:
+        render.created_many(app.console, report)
+    return report
 
 
 # --- list and forget -------------------------------------------------------------
@@ -295,11 +382,48 @@ def list_command(
     return report
 
 
+@vm.command()
+@click.argument("name")
+@click.option("--refresh", is_flag=True, help="Ask the VM's provider first.")
+@click.option(
+    "--timeout",
+    type=Seconds(min=0.5, max=600),
+    default=None,
+    help="With --refresh: seconds to wait for the provider (default 15).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@pass_app
+def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_json: bool) -> None:
+    """Everything known about VM NAME: provider, resources, SSH, host key, times, status."""
+    from requestor.services.views import VMView
+
+    outcome = None
+    view: VMView
+    if refresh:
+        from requestor.services.actions import refreshed_vm
+
+        view, outcome = run_with_services(
+            app, lambda services: refreshed_vm(services, name), call_timeout=timeout
+        )
+    else:
+        from requestor.services.local import local_vm
+
+        view = local_vm(app.settings, name, app.run)
+    from requestor.cli import render
+
+    if as_json:
+        render.print_json(render.vm_info_json(view))
+        return
+    if outcome is not None and not outcome.ok:
+        render.refresh_failed(app.err_console, outcome)
+    render.vm_info(app.console, view)
+
+
 # --- start, stop, destroy, forget: one selection grammar ----------------------------
 
 SELECTION_HELP = """
 \b
-Choose VMs (the same way in start, stop, destroy and forget):
+Choose VMs (the same way in start, stop, destroy, forget, exec and wait):
   NAME...            exact names or shell globs ('web-*'); each must match a VM
   --all              every VM in local state (not together with names)
   --provider ID      that provider's VMs; with names or --all, only those on it

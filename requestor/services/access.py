@@ -242,11 +242,20 @@ class Access:
         return self._db
 
     async def connect(
-        self, *, wait: float = 0.0, on_wait: Callable[[], None] | None = None
+        self,
+        *,
+        wait: float = 0.0,
+        on_wait: Callable[[], None] | None = None,
+        attempt_limit: float | None = None,
     ) -> asyncssh.SSHClientConnection:
         """An authenticated connection, retried for up to ``wait`` seconds while
         nothing answers and the provider says the VM is creating or running
-        (``on_wait`` is called once, when waiting starts)."""
+        (``on_wait`` is called once, when waiting starts).
+
+        Each attempt gets what is left of ``wait`` (at least 1 s, at most the
+        connect timeout), or ``attempt_limit`` when given: many handshakes at
+        once (``exec``) need more than 1 s each even when nobody waits.
+        """
         from requestor.ssh.client import CONNECT_TIMEOUT, Unreachable, connect_once
 
         target = self.target
@@ -260,7 +269,7 @@ class Access:
                     target.endpoint,
                     # At least a few seconds even with --no-wait: a handshake
                     # on a busy machine or a far provider can take over 1 s.
-                    max(MIN_ATTEMPT_S, min(CONNECT_TIMEOUT, remaining)),
+                    attempt_limit or max(MIN_ATTEMPT_S, min(CONNECT_TIMEOUT, remaining)),
                     first_use=self._pin_first_key,
                 )
             except Unreachable:

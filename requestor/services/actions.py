@@ -34,7 +34,7 @@ from requestor.services.access import sync_ssh_config
 from requestor.services.capabilities import restart_support
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
-from requestor.services.views import VMFilter, VMListing, vm_view
+from requestor.services.views import VMFilter, VMListing, VMView, vm_view
 from requestor.status import VMStatus
 from requestor.text import clean
 from requestor.wire.models import Advertisement, VMInfo
@@ -693,3 +693,14 @@ async def act(
         on_outcome=on_outcome,
         report=report,
     )
+
+
+async def refreshed_vm(services: Services, name: str) -> tuple[VMView, Outcome]:
+    """Ask the VM's provider about it (as ``list --refresh`` does), record the
+    answer, and return the VM as local state now holds it, with the outcome."""
+    async with services.db.read() as session:
+        stored = await repository.get_vm(session, name)  # this exact name, never a glob
+    report = await run_action(services, Action.REFRESH, [stored])
+    async with services.db.read() as session:
+        vm = vm_view(await repository.get_vm(session, name))
+    return vm, report.outcomes[0]

@@ -73,14 +73,27 @@ class CreateResult:
     price: MonthlyPrice | None = None
 
 
+@dataclass(frozen=True)
+class Placement:
+    advertisement: Advertisement
+    reason: str | None = None  # why golem picked it; None when the user named it
+    capabilities: Capabilities | None = None  # what its probe found, when golem picked it
+
+
 def validate_create(request: CreateRequest) -> None:
     rules.check_vm_name(request.name)
     rules.check_resources(request.cpu, request.memory, request.storage)
 
 
 async def create_vm(
-    services: Services, request: CreateRequest, progress: Progress = lambda _step: None
+    services: Services,
+    request: CreateRequest,
+    progress: Progress = lambda _step: None,
+    *,
+    placed: Placement | None = None,
 ) -> CreateResult:
+    """``placed``: a provider already chosen and checked for this VM (several
+    creates at once, ``create_many``); discovery is not asked again."""
     from requestor.ssh.keys import ensure_key_pair
 
     validate_create(request)
@@ -91,7 +104,9 @@ async def create_vm(
     # 1-2. Verify the provider and that it advertises enough free resources.
     choice_reason: str | None = None
     probed: Capabilities | None = None
-    if request.provider_id is None:
+    if placed is not None:
+        ad, choice_reason, probed = placed.advertisement, placed.reason, placed.capabilities
+    elif request.provider_id is None:
         view, choice_reason = await choose_provider(
             services, request.cpu, request.memory, request.storage, progress
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from requestor.errors import VMNotFoundError
 from requestor.services.views import VMFilter, VMListing, VMView, vm_view
 from requestor.settings import Settings
 
@@ -43,3 +44,26 @@ async def _orm_listing(settings: Settings) -> VMListing:
 
 def _kept(vms: list[VMView], chosen: VMFilter | None) -> list[VMView]:
     return vms if chosen is None else chosen.apply(vms)
+
+
+def local_vm(
+    settings: Settings, name: str, run: Callable[[Coroutine[Any, Any, VMView]], VMView]
+) -> VMView:
+    """One VM from local state (``VMNotFoundError`` when there is none by that name),
+    read as ``local_vms`` reads them."""
+    from requestor.db import lean
+
+    snapshot = lean.read(settings.db_path, name)
+    if snapshot is not None:
+        if not snapshot.vms:
+            raise VMNotFoundError(name)
+        return VMView(**snapshot.vms[0])
+    return run(_orm_vm(settings, name))
+
+
+async def _orm_vm(settings: Settings, name: str) -> VMView:
+    from requestor.db import repository
+    from requestor.db.engine import Database
+
+    async with Database(settings.db_path) as db, db.read() as session:
+        return vm_view(await repository.get_vm(session, name))

@@ -147,13 +147,13 @@ async def list_providers(
     )
 
 
-async def choose_provider(
+async def reachable_fitting(
     services: Network, cpu: int, memory: int, storage: int, progress: Progress
-) -> tuple[ProviderView, str]:
-    """The reachable provider with the most free capacity that fits, and why.
-
-    Providers that require payment streams, or whose node says it is another
-    provider, are skipped: golem could not create a VM there."""
+) -> tuple[list[ProviderView], int]:
+    """The providers that advertise room for one such VM, answer now and can be
+    used, and how many reachable ones were skipped (they require payment
+    streams, or their node says it is another provider: golem could not create
+    a VM there)."""
     progress("Looking for a provider that fits")
     found = await services.discovery.advertisements(cpu=cpu, memory=memory, storage=storage)
     fitting = [ad for ad in found.advertisements if ad.resources.fits(cpu, memory, storage)]
@@ -174,14 +174,22 @@ async def choose_provider(
             "streams yet",
             hint="Try again later, or with a smaller size: other providers may fit then.",
         )
+    return views, len(reachable) - len(views)
 
-    def rank(view: ProviderView) -> tuple[int, int, int, float]:
-        free = view.advertisement.resources
-        return (-free.cpu, -free.memory, -free.storage, view.latency_ms or 0.0)
 
+def rank(view: ProviderView) -> tuple[int, int, int, float]:
+    """Most free capacity first (CPU, then memory, then storage), then the fastest."""
+    free = view.advertisement.resources
+    return (-free.cpu, -free.memory, -free.storage, view.latency_ms or 0.0)
+
+
+async def choose_provider(
+    services: Network, cpu: int, memory: int, storage: int, progress: Progress
+) -> tuple[ProviderView, str]:
+    """The reachable, usable provider with the most free capacity that fits, and why."""
+    views, skipped = await reachable_fitting(services, cpu, memory, storage, progress)
     best = min(views, key=rank)
     free = best.advertisement.resources
-    skipped = len(reachable) - len(views)
     reason = (
         f"it has the most free capacity ({free.cpu} CPU, {free.memory} GB RAM, "
         f"{free.storage} GB storage) of the {len(views)} reachable providers that fit, "

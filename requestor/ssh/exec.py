@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 from requestor.errors import SSHError
 from requestor.ssh._asyncssh import asyncssh
@@ -73,3 +74,70 @@ def connection_lost(
     else:
         message = f"The connection to VM {name} was lost before the remote command finished{detail}"
     return SSHError(message, hint="Check the VM with 'golem vm list --refresh', then try again.")
+
+
+# Called with (stream, line) for every line a remote command writes: stream is
+# STDOUT or STDERR, the line ends with b"\n" except the last one of a stream
+# that did not end with a newline, or a piece of an over-long line.
+OnLine = Callable[[int, bytes], None]
+
+# A "line" longer than this (binary output without newlines) is passed on in
+# pieces of this size, so one VM cannot make us hold an unbounded buffer.
+MAX_LINE = 1 << 20
+
+
+class _LineHandlerFailed(Exception):
+    """``on_line`` raised (our stdout closed, say): not a lost connection."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _split_lines(reader: asyncssh.SSHReader[bytes], stream: int, on_line: OnLine) -> None:
+    def deliver(line: bytes) -> None:
+        try:
+            on_line(stream, line)
+        except Exception as error:
+            raise _LineHandlerFailed(error) from error
+
+    pending = b""
+    while data := await reader.read(CHUNK):
+        pending += data
+        start = 0
+        while (end := pending.find(b"\n", start)) != -1:
+            deliver(pending[start : end + 1])
+            start = end + 1
+        pending = pending[start:]
+        while len(pending) >= MAX_LINE:
+            deliver(pending[:MAX_LINE])
+            pending = pending[MAX_LINE:]
+    if pending:
+        deliver(pending)
+
+
+async def run_lines(
+    conn: asyncssh.SSHClientConnection, command: str, name: str, on_line: OnLine
+) -> int:
+    """Run ``command`` without a PTY and with no input (stdin closed at once),
+    handing each line of its stdout and stderr to ``on_line`` as it arrives;
+    return its exit status."""
+    try:
+        process: asyncssh.SSHClientProcess[bytes] = await conn.create_process(
+            command, encoding=None, env=locale_env(), request_pty=False
+        )
+        process.stdin.write_eof()
+        await asyncio.gather(
+            _split_lines(process.stdout, STDOUT, on_line),
+            _split_lines(process.stderr, STDERR, on_line),
+        )
+        await process.wait_closed()
+    except _LineHandlerFailed as failed:
+        process.close()
+        raise failed.error from None
+    except (OSError, asyncssh.Error) as error:
+        raise connection_lost(name, error) from None
+    status = exit_code(process.returncode)
+    if status is None:
+        raise connection_lost(name, None)
+    return status

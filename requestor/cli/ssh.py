@@ -295,7 +295,9 @@ class _CommandAfterDashes(click.Command):
         return super().parse_args(ctx, args)
 
 
-@click.command(name="exec", cls=_CommandAfterDashes)
+@click.command(
+    name="exec", cls=_CommandAfterDashes, short_help="Run one command on many VMs at once."
+)
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_vms", is_flag=True, help="Every VM in local state.")
 @click.option("--provider", "provider_id", help="Only VMs on this provider.")
@@ -306,7 +308,7 @@ class _CommandAfterDashes(click.Command):
     show_default=True,
     help="VMs handled at once (and at most 10 per provider).",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per VM, with its output.")
+@json_option(help="One JSON object per VM, with its output.")
 @click.pass_context
 def exec_command(
     ctx: click.Context,
@@ -376,7 +378,7 @@ _GOAL_WORDS = {
 }
 
 
-@click.command()
+@click.command(short_help="Block until VMs reach a state (ssh, running, stopped).")
 @click.argument("names", nargs=-1)
 @click.option(
     "--for",

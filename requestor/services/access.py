@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 RETRY_INTERVAL = 1.0
 PROVIDER_PROBE_TIMEOUT = 2.0
 PROVIDER_QUERY_TIMEOUT = 5.0
+REPIN_TIMEOUT = 10.0  # fetching the key to re-pin: one handshake, nothing to wait for
 
 
 # --- the written ssh config follows local state -------------------------------------
@@ -172,6 +173,18 @@ def _gone(name: str) -> VMGoneError:
     )
 
 
+def broken_ssh_error(name: str, reason: str) -> SSHUnreachableError:
+    """A VM whose SSH port answers, but not as an SSH server (``reason`` says how)."""
+    return SSHUnreachableError(
+        f"Unable to establish SSH connection to VM {name}: {reason}",
+        hint=(
+            "Its SSH server or its provider's SSH proxy is not working. Check its status "
+            f"with 'golem vm list --refresh'; if this persists, destroy it "
+            f"('golem vm destroy {name}') and create a new one."
+        ),
+    )
+
+
 def _stopped(name: str) -> SSHUnreachableError:
     return SSHUnreachableError(
         f"VM {name} is stopped", hint=f"Start it with 'golem vm start {name}'."
@@ -220,6 +233,7 @@ class Access:
         nothing answers and the provider says the VM is creating or running
         (``on_wait`` is called once, when waiting starts)."""
         from requestor.ssh.client import CONNECT_TIMEOUT, Unreachable, connect_once
+        from requestor.ssh.hostkeys import BrokenSSHServer
 
         target = self.target
         deadline = time.monotonic() + wait
@@ -233,7 +247,9 @@ class Access:
                     max(1.0, min(CONNECT_TIMEOUT, remaining)),
                     first_use=self._pin_first_key,
                 )
-            except Unreachable:
+            except BrokenSSHServer as error:
+                raise broken_ssh_error(target.name, error.reason) from None
+            except Unreachable as error:
                 if target.status is VMStatus.STOPPED:
                     raise _stopped(target.name) from None
                 if not asked:
@@ -242,6 +258,8 @@ class Access:
                 if time.monotonic() + RETRY_INTERVAL >= deadline:
                     if not await provider_answers(target.provider_api_url):
                         raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
+                    if error.broken is not None:
+                        raise broken_ssh_error(target.name, error.broken) from None
                     raise SSHUnreachableError() from None
                 if not waiting and on_wait is not None:
                     on_wait()
@@ -274,14 +292,25 @@ class Access:
         import asyncssh
 
         from requestor.db import repository
-        from requestor.ssh.hostkeys import fetch_host_key, fingerprint, same_key
+        from requestor.ssh.hostkeys import (
+            BrokenSSHServer,
+            broken_server_reason,
+            fetch_host_key,
+            fingerprint,
+            same_key,
+        )
 
         endpoint = self.target.endpoint
         try:
-            seen = await fetch_host_key(endpoint.host, endpoint.port)
-        except (OSError, TimeoutError, asyncssh.Error):
+            seen = await fetch_host_key(endpoint.host, endpoint.port, limit=REPIN_TIMEOUT)
+        except BrokenSSHServer as error:
+            raise broken_ssh_error(self.target.name, error.reason) from None
+        except (OSError, TimeoutError, asyncssh.Error) as error:
             if not await provider_answers(self.target.provider_api_url):
                 raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
+            broken = broken_server_reason(error, REPIN_TIMEOUT)
+            if broken is not None:
+                raise broken_ssh_error(self.target.name, broken) from None
             raise SSHUnreachableError() from None
         old = fingerprint(endpoint.host_key) if endpoint.host_key is not None else None
         new = fingerprint(seen)

@@ -300,11 +300,11 @@ async def _first_host_key(host: str, port: int) -> str | None:
     (then the first 'golem vm ssh' pins it)."""
     import asyncssh
 
-    from requestor.ssh.hostkeys import fetch_host_key
+    from requestor.ssh.hostkeys import BrokenSSHServer, fetch_host_key
 
     try:
         return await fetch_host_key(host, port, limit=FIRST_PIN_TIMEOUT)
-    except (OSError, TimeoutError, asyncssh.Error, GolemError):
+    except (OSError, TimeoutError, asyncssh.Error, GolemError, BrokenSSHServer):
         return None
 
 

@@ -24,7 +24,7 @@ from requestor.errors import (
     ProviderUnavailableError,
     SSHUnreachableError,
 )
-from requestor.services.access import sync_ssh_config
+from requestor.services.access import broken_ssh_error, sync_ssh_config
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.provider_search import Progress, choose_provider
 from requestor.services.runtime import Services
@@ -133,7 +133,7 @@ async def _deploy(
     progress: Progress,
 ) -> VM:
     """Steps 4-5 of create, for a VM already recorded locally as ``creating``."""
-    from requestor.ssh.hostkeys import wait_for_host_key
+    from requestor.ssh.hostkeys import BrokenSSHServer, wait_for_host_key
 
     progress(f"Deploying on provider {provider.label}")
     body = CreateVMRequest(
@@ -192,6 +192,9 @@ async def _deploy(
     progress(f"Waiting for SSH on {ssh_host}:{access.ssh_port}")
     try:
         host_key = await wait_for_host_key(ssh_host, access.ssh_port, request.ssh_wait)
+    except BrokenSSHServer as error:
+        await _note_error(services, vm.id, f"SSH after create: {error.reason}")
+        raise broken_ssh_error(request.name, error.reason) from None
     except SSHUnreachableError:
         await _note_error(services, vm.id, "SSH did not answer after create")
         raise SSHUnreachableError(

@@ -17,7 +17,14 @@ from pathlib import Path
 import asyncssh
 
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
-from requestor.ssh.hostkeys import HOST_KEY_ALGORITHMS, fetch_host_key, host_key_changed, same_key
+from requestor.ssh.hostkeys import (
+    HOST_KEY_ALGORITHMS,
+    BrokenSSHServer,
+    broken_server_reason,
+    fetch_host_key,
+    host_key_changed,
+    same_key,
+)
 from requestor.ssh.keys import load_client_key
 
 KEEPALIVE_INTERVAL = 15.0
@@ -42,7 +49,13 @@ class Endpoint:
 
 
 class Unreachable(Exception):
-    """Nothing answered the SSH handshake (refused, reset, timed out): worth retrying."""
+    """The SSH handshake did not complete (refused, reset, cut, timed out): worth
+    retrying. ``broken`` says how a port that answered failed to speak SSH (None:
+    nothing listens yet, as while a VM boots)."""
+
+    def __init__(self, message: str, broken: str | None = None) -> None:
+        super().__init__(message)
+        self.broken = broken
 
 
 class _FirstUseClient(asyncssh.SSHClient):
@@ -69,7 +82,7 @@ def _pinned_key(endpoint: Endpoint) -> asyncssh.SSHKey | None:
 async def _seen_host_key(endpoint: Endpoint) -> str | None:
     try:
         return await fetch_host_key(endpoint.host, endpoint.port)
-    except (OSError, TimeoutError, asyncssh.Error, GolemError):
+    except (OSError, TimeoutError, asyncssh.Error, GolemError, BrokenSSHServer):
         return None
 
 
@@ -90,7 +103,8 @@ def server_key_line(conn: asyncssh.SSHClientConnection) -> str | None:
 async def connect_once(
     endpoint: Endpoint, limit: float, first_use: FirstUse | None = None
 ) -> asyncssh.SSHClientConnection:
-    """One authenticated connection, or ``Unreachable`` when nothing answered.
+    """One authenticated connection; ``Unreachable`` when the handshake did not
+    complete within ``limit``, ``BrokenSSHServer`` when it never will.
 
     With a pinned key only that key is accepted (a different one is a
     ``HostKeyChangedError`` naming both fingerprints). Without one, the key
@@ -137,8 +151,13 @@ async def connect_once(
         raise SSHAuthError(
             f"VM {endpoint.name} refused the SSH key {endpoint.key_path}",
         ) from None
+    except UnicodeDecodeError as error:
+        # asyncssh decodes the server's version line as ASCII and lets this through.
+        raise BrokenSSHServer(broken_server_reason(error, limit) or str(error)) from None
     except (OSError, TimeoutError, asyncssh.DisconnectError) as error:
-        raise Unreachable(str(error) or type(error).__name__) from None
+        raise Unreachable(
+            str(error) or type(error).__name__, broken_server_reason(error, limit)
+        ) from None
     if pinned is None and first_use is not None:
         line = server_key_line(conn)
         try:

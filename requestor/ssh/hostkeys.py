@@ -51,32 +51,72 @@ def host_key_changed(vm_name: str, pinned: str, seen: str) -> HostKeyChangedErro
     )
 
 
-async def fetch_host_key(host: str, port: int, limit: float = 10.0) -> str:
-    """The host key the server at host:port shows (no authentication happens)."""
+class BrokenSSHServer(Exception):
+    """The port answered, but not as an SSH server does; ``reason`` says how."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def broken_server_reason(error: BaseException, limit: float) -> str | None:
+    """How a failed handshake shows a port that answers but does not speak SSH;
+    None for the failures of a port nobody listens on yet (refused, reset)."""
     import asyncssh
 
-    async with asyncio.timeout(limit):
-        key = await asyncssh.get_server_host_key(
-            host,
-            port,
-            server_host_key_algs=list(HOST_KEY_ALGORITHMS),
-            config=None,
-        )
+    if isinstance(error, UnicodeDecodeError):
+        return "its SSH port sent a version line that is not ASCII"
+    if isinstance(error, asyncssh.ConnectionLost):
+        return "its SSH port closed the connection during the key exchange"
+    if isinstance(error, TimeoutError):
+        return f"its SSH port did not complete the SSH handshake within {limit:g} s"
+    return None
+
+
+async def fetch_host_key(host: str, port: int, limit: float = 10.0) -> str:
+    """The host key the server at host:port shows (no authentication happens).
+
+    A server that sends a version line that is not ASCII is a ``BrokenSSHServer``
+    (asyncssh lets the ``UnicodeDecodeError`` through); the whole exchange is
+    bounded by ``limit``.
+    """
+    import asyncssh
+
+    try:
+        async with asyncio.timeout(limit):
+            key = await asyncssh.get_server_host_key(
+                host,
+                port,
+                server_host_key_algs=list(HOST_KEY_ALGORITHMS),
+                config=None,
+            )
+    except UnicodeDecodeError as error:
+        raise BrokenSSHServer(broken_server_reason(error, limit) or str(error)) from None
     if key is None:
         raise SSHUnreachableError()
     return str(key.export_public_key("openssh").decode().strip())
 
 
 async def wait_for_host_key(host: str, port: int, within: float, poll_interval: float = 0.5) -> str:
-    """Poll until the VM's SSH answers, then return its host key (to pin)."""
+    """Poll until the VM's SSH answers, then return its host key (to pin).
+
+    A port still refusing or resetting is a VM starting up: ``SSHUnreachableError``
+    at the deadline. A port that went on answering with something other than SSH
+    (the last attempt) is a ``BrokenSSHServer``; a version line that is not ASCII
+    is one at once, as waiting will not change it.
+    """
     import asyncssh
 
     deadline = time.monotonic() + within
     while True:
         remaining = deadline - time.monotonic()
+        limit = max(1.0, min(10.0, remaining))
         try:
-            return await fetch_host_key(host, port, limit=max(1.0, min(10.0, remaining)))
-        except (OSError, TimeoutError, asyncssh.Error, SSHUnreachableError):
+            return await fetch_host_key(host, port, limit=limit)
+        except (OSError, TimeoutError, asyncssh.Error, SSHUnreachableError) as error:
             if time.monotonic() + poll_interval >= deadline:
+                reason = broken_server_reason(error, limit)
+                if reason is not None:
+                    raise BrokenSSHServer(reason) from None
                 raise SSHUnreachableError() from None
         await asyncio.sleep(poll_interval)

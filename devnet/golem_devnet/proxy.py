@@ -100,12 +100,11 @@ async def _speak_garbage(
             await writer.drain()
             await reader.read(_CHUNK)  # until the client gives up
         elif mode == "close":
-            # A valid version line, then a cut as soon as the client's key
-            # exchange starts.
+            # A valid version line, then a cut once the client's version line has
+            # arrived, where the key exchange begins.
             writer.write(_VERSION)
             await writer.drain()
-            await reader.readuntil(b"\n")  # the client's version line
-            await reader.read(_CHUNK)  # its KEXINIT
+            await reader.readuntil(b"\n")
         else:
             while await reader.read(_CHUNK):  # silence, until the client leaves
                 pass

@@ -233,7 +233,7 @@ class Access:
         nothing answers and the provider says the VM is creating or running
         (``on_wait`` is called once, when waiting starts)."""
         from requestor.ssh.client import CONNECT_TIMEOUT, Unreachable, connect_once
-        from requestor.ssh.hostkeys import BrokenSSHServer
+        from requestor.ssh.hostkeys import BrokenSSHServer, diagnose_ssh_port
 
         target = self.target
         deadline = time.monotonic() + wait
@@ -249,7 +249,7 @@ class Access:
                 )
             except BrokenSSHServer as error:
                 raise broken_ssh_error(target.name, error.reason) from None
-            except Unreachable as error:
+            except Unreachable:
                 if target.status is VMStatus.STOPPED:
                     raise _stopped(target.name) from None
                 if not asked:
@@ -258,8 +258,10 @@ class Access:
                 if time.monotonic() + RETRY_INTERVAL >= deadline:
                     if not await provider_answers(target.provider_api_url):
                         raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
-                    if error.broken is not None:
-                        raise broken_ssh_error(target.name, error.broken) from None
+                    endpoint = target.endpoint
+                    broken = await diagnose_ssh_port(endpoint.host, endpoint.port)
+                    if broken is not None:
+                        raise broken_ssh_error(target.name, broken) from None
                     raise SSHUnreachableError() from None
                 if not waiting and on_wait is not None:
                     on_wait()
@@ -294,7 +296,7 @@ class Access:
         from requestor.db import repository
         from requestor.ssh.hostkeys import (
             BrokenSSHServer,
-            broken_server_reason,
+            diagnose_ssh_port,
             fetch_host_key,
             fingerprint,
             same_key,
@@ -305,10 +307,10 @@ class Access:
             seen = await fetch_host_key(endpoint.host, endpoint.port, limit=REPIN_TIMEOUT)
         except BrokenSSHServer as error:
             raise broken_ssh_error(self.target.name, error.reason) from None
-        except (OSError, TimeoutError, asyncssh.Error) as error:
+        except (OSError, TimeoutError, asyncssh.Error):
             if not await provider_answers(self.target.provider_api_url):
                 raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
-            broken = broken_server_reason(error, REPIN_TIMEOUT)
+            broken = await diagnose_ssh_port(endpoint.host, endpoint.port)
             if broken is not None:
                 raise broken_ssh_error(self.target.name, broken) from None
             raise SSHUnreachableError() from None

@@ -19,8 +19,8 @@ import asyncssh
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
 from requestor.ssh.hostkeys import (
     HOST_KEY_ALGORITHMS,
+    NON_ASCII_VERSION,
     BrokenSSHServer,
-    broken_server_reason,
     fetch_host_key,
     host_key_changed,
     same_key,
@@ -50,12 +50,8 @@ class Endpoint:
 
 class Unreachable(Exception):
     """The SSH handshake did not complete (refused, reset, cut, timed out): worth
-    retrying. ``broken`` says how a port that answered failed to speak SSH (None:
-    nothing listens yet, as while a VM boots)."""
-
-    def __init__(self, message: str, broken: str | None = None) -> None:
-        super().__init__(message)
-        self.broken = broken
+    retrying; ``hostkeys.diagnose_ssh_port`` tells a broken server from a VM that
+    is not up yet."""
 
 
 class _FirstUseClient(asyncssh.SSHClient):
@@ -151,13 +147,11 @@ async def connect_once(
         raise SSHAuthError(
             f"VM {endpoint.name} refused the SSH key {endpoint.key_path}",
         ) from None
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError:
         # asyncssh decodes the server's version line as ASCII and lets this through.
-        raise BrokenSSHServer(broken_server_reason(error, limit) or str(error)) from None
+        raise BrokenSSHServer(NON_ASCII_VERSION) from None
     except (OSError, TimeoutError, asyncssh.DisconnectError) as error:
-        raise Unreachable(
-            str(error) or type(error).__name__, broken_server_reason(error, limit)
-        ) from None
+        raise Unreachable(str(error) or type(error).__name__) from None
     if pinned is None and first_use is not None:
         line = server_key_line(conn)
         try:

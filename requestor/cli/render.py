@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from requestor.services.actions import BulkReport, Outcome
     from requestor.services.create import CreateResult
     from requestor.services.provider_search import ProviderListing
-    from requestor.services.views import VMListing, VMView
+    from requestor.services.views import OrphanView, VMListing, VMView
 
 RULE_WIDTH = 48
 _STATUS_STYLE = {
@@ -132,7 +132,7 @@ def rejected_ads(err_console: Console, listing: ProviderListing) -> None:
         )
 
 
-def vm_list(console: Console, vms: Sequence[VMView]) -> None:
+def vm_list(console: Console, vms: Sequence[VMView], orphans: Sequence[OrphanView] = ()) -> None:
     table = _plain_table("Name", "Status", "IP Address", "Resources")
     for vm in vms:
         table.add_row(
@@ -141,12 +141,64 @@ def vm_list(console: Console, vms: Sequence[VMView]) -> None:
             safe(vm.ssh_host or vm.provider_ip, 64),
             Text(resources_text(vm.cpu, vm.memory)),
         )
+    for orphan in orphans:
+        # No local name: the provider and its name for the VM are how to find it.
+        table.add_row(
+            safe(f"{orphan.provider_id or orphan.provider_ip}:{orphan.provider_vm_name}", 120),
+            Text("● orphan", style="bold red"),
+            safe(orphan.provider_ip, 64),
+            Text(resources_text(orphan.cpu or 0, orphan.memory or 0)),
+        )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
-    if not vms:
+    if not vms and not orphans:
         console.print(
             "No VMs yet. Create one with 'golem vm create NAME --cpu 1 --memory 1 --storage 10'.",
             style="dim",
         )
+
+
+def orphans_note(err_console: Console, listing: VMListing) -> None:
+    """How to resolve the orphan rows, and the providers whose VMs could not be listed."""
+    if listing.orphans:
+        first = listing.orphans[0].provider_vm_name
+        err_console.print(
+            Text(
+                f"{len(listing.orphans)} orphan VM(s): created by this installation, held by "
+                "their provider, with no local record. Record one again with "
+                f"'golem vm adopt {first}', then keep it or 'golem vm destroy' it.",
+                style="yellow",
+            )
+        )
+    for provider, reason in listing.orphan_scan_failed:
+        err_console.print(
+            Text(f"Could not look for orphans on provider {clean(provider, 80)}: ", style="yellow")
+            + Text(clean(reason, 200))
+        )
+
+
+def orphan_json(orphan: OrphanView) -> dict[str, Any]:
+    """An orphan row in ``list --refresh --json`` (keys in docs/json.md)."""
+    return {
+        "name": None,
+        "status": "orphan",
+        "provider_id": orphan.provider_id,
+        "provider_ip": orphan.provider_ip,
+        "provider_vm_name": orphan.provider_vm_name,
+        "provider_status": orphan.status,
+        "suggested_name": orphan.suggested_name,
+        "ssh_port": orphan.ssh_port,
+        "resources": {"cpu": orphan.cpu, "memory": orphan.memory, "storage": orphan.storage},
+    }
+
+
+def adopted(console: Console, vm: VMView) -> None:
+    console.print(
+        Text(f"Adopted {vm.provider_vm_name} as {vm.name} ({vm.status.value}). ")
+        + Text(
+            f"Connect with 'golem vm ssh {vm.name}', or remove it with "
+            f"'golem vm destroy {vm.name}'."
+        )
+    )
 
 
 def legacy_rejected(err_console: Console, listing: VMListing) -> None:

@@ -136,6 +136,13 @@ def providers(
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
 @wait_timeout_option
+@click.option(
+    "--timeout",
+    type=Seconds(min=0.5, max=600),
+    default=None,
+    help="Seconds to wait for each provider call (default: 150 for the create call, "
+    "15 for the others).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
 def create(
@@ -146,11 +153,19 @@ def create(
     memory: int,
     storage: int,
     wait_timeout: float,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Create a VM on a provider and wait until it accepts SSH."""
     from requestor.cli import render
-    from requestor.services.create import CreateRequest, CreateResult, create_vm, validate_create
+    from requestor.services.create import (
+        CreateRequest,
+        CreateResult,
+        CreateTrace,
+        create_vm,
+        interrupted_error,
+        validate_create,
+    )
 
     request = CreateRequest(
         name=name,
@@ -161,9 +176,17 @@ def create(
         ssh_wait=wait_timeout,
     )
     validate_create(request)  # before touching anything
+    trace = CreateTrace()
 
     if as_json:
-        result = run_with_services(app, lambda services: create_vm(services, request))
+        try:
+            result = run_with_services(
+                app,
+                lambda services: create_vm(services, request, trace=trace),
+                call_timeout=timeout,
+            )
+        except KeyboardInterrupt:
+            raise interrupted_error(request, trace) from None
         click.echo(render.dump_json(render.created_json(result)))
         return
 
@@ -173,9 +196,12 @@ def create(
             status.update(f"{step}…")
 
         async def work(services: Services) -> CreateResult:
-            return await create_vm(services, request, progress)
+            return await create_vm(services, request, progress, trace)
 
-        result = run_with_services(app, work)
+        try:
+            result = run_with_services(app, work, call_timeout=timeout)
+        except KeyboardInterrupt:
+            raise interrupted_error(request, trace) from None
     render.provider_choice(app.err_console, result)
     render.deployed(app.console, result)
 
@@ -191,15 +217,28 @@ def create(
     default=None,
     help="With --refresh: seconds to wait for each provider (default 15).",
 )
+@click.option(
+    "--scan-advertised",
+    is_flag=True,
+    help="With --refresh: look for orphans on every provider discovery advertises too "
+    "(after a lost database).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
-def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json: bool) -> None:
-    """List your VMs from local state (--refresh asks the providers first)."""
+def list_command(
+    app: AppContext, refresh: bool, timeout: float | None, scan_advertised: bool, as_json: bool
+) -> None:
+    """List your VMs from local state (--refresh asks the providers first, and shows
+    VMs this installation created that no record names as 'orphan' rows)."""
+    if scan_advertised and not refresh:
+        raise click.UsageError("--scan-advertised needs --refresh")
     if refresh:
         from requestor.services.actions import list_vms
 
         listing, _report = run_with_services(
-            app, lambda services: list_vms(services, refresh=True), call_timeout=timeout
+            app,
+            lambda services: list_vms(services, refresh=True, scan_advertised=scan_advertised),
+            call_timeout=timeout,
         )
     else:
         # The common case reads local state only: no HTTP stack is loaded.
@@ -209,10 +248,53 @@ def list_command(app: AppContext, refresh: bool, timeout: float | None, as_json:
     from requestor.cli import render
 
     if as_json:
-        click.echo(render.dump_json([render.vm_json(vm) for vm in listing.vms]))
+        click.echo(
+            render.dump_json(
+                [render.vm_json(vm) for vm in listing.vms]
+                + [render.orphan_json(orphan) for orphan in listing.orphans]
+            )
+        )
         return
     render.legacy_rejected(app.err_console, listing)
-    render.vm_list(app.console, listing.vms)
+    render.vm_list(app.console, listing.vms, listing.orphans)
+    render.orphans_note(app.err_console, listing)
+
+
+@vm.command()
+@click.argument("provider_vm_name")
+@click.option("--name", "local_name", help="Local name (default: the name it was created with).")
+@click.option("--provider-id", help="The provider that holds it, if several hold that name.")
+@click.option(
+    "--scan-advertised",
+    is_flag=True,
+    help="Look on every provider discovery advertises too (after a lost database).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@pass_app
+def adopt(
+    app: AppContext,
+    provider_vm_name: str,
+    local_name: str | None,
+    provider_id: str | None,
+    scan_advertised: bool,
+    as_json: bool,
+) -> None:
+    """Record an orphan again: a VM this installation created that no record names
+    (see 'golem vm list --refresh'). To remove one at its provider, adopt it, then
+    'golem vm destroy NAME'."""
+    from requestor.cli import render
+    from requestor.services.orphans import adopt_vm
+
+    view = run_with_services(
+        app,
+        lambda services: adopt_vm(
+            services, provider_vm_name, local_name, provider_id, advertised=scan_advertised
+        ),
+    )
+    if as_json:
+        click.echo(render.dump_json(render.vm_json(view)))
+        return
+    render.adopted(app.console, view)
 
 
 @vm.command()

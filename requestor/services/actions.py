@@ -288,14 +288,14 @@ async def _refresh_one(
         ssh_host = services.settings.ssh_host(access.ssh_host)
         host_key = None
         if status is VMStatus.RUNNING and vm.host_key is None:
-            host_key = await _first_host_key(ssh_host, access.ssh_port)
+            host_key = await first_host_key(ssh_host, access.ssh_port)
         change = _Change(
             status=status, ssh_host=ssh_host, ssh_port=access.ssh_port, host_key=host_key
         )
     return outcome(Result.DONE, status), change
 
 
-async def _first_host_key(host: str, port: int) -> str | None:
+async def first_host_key(host: str, port: int) -> str | None:
     """The key a completed create would have pinned; None when SSH does not answer
     (then the first 'golem vm ssh' pins it)."""
     import asyncssh
@@ -412,18 +412,31 @@ async def run_action(
 
 
 async def list_vms(
-    services: Services, *, refresh: bool = False, concurrency: int = DEFAULT_CONCURRENCY
+    services: Services,
+    *,
+    refresh: bool = False,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    scan_advertised: bool = False,
 ) -> tuple[VMListing, BulkReport | None]:
-    """Every VM in local state; with ``refresh``, after asking each provider."""
+    """Every VM in local state; with ``refresh``, after asking each provider, and
+    with the orphans found on the providers asked (``scan_advertised``: also on
+    every provider discovery advertises)."""
+    from requestor.services.orphans import find_orphans
+
     report = None
+    scan = None
     if refresh:
         async with services.db.read() as session:
             vms = await repository.list_vms(session)
         report = await run_action(services, Action.REFRESH, vms, concurrency=concurrency)
+        scan = await find_orphans(services, advertised=scan_advertised)
     async with services.db.read() as session:
         views = [vm_view(vm) for vm in await repository.list_vms(session)]
         rejected = await repository.count_rejected_legacy(session)
-    return VMListing(views, rejected, str(services.settings.db_path)), report
+    listing = VMListing(views, rejected, str(services.settings.db_path))
+    if scan is not None:
+        listing = dataclasses.replace(listing, orphans=scan.orphans, orphan_scan_failed=scan.failed)
+    return listing, report
 
 
 async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:

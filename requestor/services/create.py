@@ -121,9 +121,9 @@ async def create_vm(
             )
     provider = services.provider(ad.ip_address, ad.provider_id)
     # Seconds, not the create call's minutes: a provider that accepts connections
-    # and never answers is found out before anything is recorded or sent.
+    # and never answers is found out before anything is recorded or sent. An odd
+    # answer is still an answer; the create call's own is judged on its own.
     progress(f"Checking that provider {provider.label} answers")
-    # An odd answer is still an answer; the create call's own is judged on its own.
     with contextlib.suppress(ProviderProtocolError):
         await provider.probe()
 

@@ -1,7 +1,9 @@
 """Settings, read from exactly the environment variables the user documentation names.
 
-Pydantic validates them; a bad value becomes a ``ConfigError`` naming the
-variable (exit code 2) before anything else happens.
+Each is checked by hand (a bad value becomes a ``ConfigError`` naming the
+variable, exit code 2, before anything else happens): every command loads this
+module, and pydantic (~40-70 ms to import and build a model) would be the
+largest cost of ``golem vm list`` and ``golem vm ssh``, which use no other model.
 """
 
 from __future__ import annotations
@@ -9,14 +11,11 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from requestor.errors import ConfigError
-from requestor.text import first_error
 
 ENV_PREFIX = "GOLEM_REQUESTOR_"
 DEFAULT_DISCOVERY_URL = "http://discovery.golem.network:9001"
@@ -31,29 +30,17 @@ class Environment(enum.StrEnum):
     DEVELOPMENT = "development"
 
 
-class Settings(BaseModel):
-    """What ``golem`` needs to know about where things are. Immutable once read."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """What ``golem`` needs to know about where things are. Immutable once read;
+    built by ``load_settings``, which checks every value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    discovery_url: Annotated[str, Field(min_length=1)] = DEFAULT_DISCOVERY_URL
+    discovery_url: str = DEFAULT_DISCOVERY_URL
     base_dir: Path
     ssh_key_dir: Path
     db_path: Path
     environment: Environment = Environment.PRODUCTION
     force_localhost: bool = False
-
-    @field_validator("discovery_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        try:
-            parts.port  # noqa: B018 - raises for a port outside 0-65535
-        except ValueError:
-            raise ValueError("has an invalid port") from None
-        return value.rstrip("/")
 
     @property
     def is_development(self) -> bool:
@@ -68,6 +55,22 @@ class Settings(BaseModel):
 
     def ssh_host(self, advertised_host: str) -> str:
         return "localhost" if self.is_development and self.force_localhost else advertised_host
+
+
+def _check_url(name: str, value: str) -> str:
+    """An http(s) URL with a host and a valid port, without a trailing slash."""
+    parts = urlsplit(value)
+    problem = None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "must be an http:// or https:// URL with a host"
+    else:
+        try:
+            parts.port  # noqa: B018 - raises for a port outside 0-65535
+        except ValueError:
+            problem = "has an invalid port"
+    if problem is not None:
+        raise ConfigError(f"{name} is invalid: {problem}", hint=f"Fix or unset {name}.")
+    return value.rstrip("/")
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -182,19 +185,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             hint=f"Point {ENV_PREFIX}DB_PATH at a file in a directory (created if missing).",
         )
 
-    try:
-        return Settings(
-            discovery_url=get("DISCOVERY_URL") or DEFAULT_DISCOVERY_URL,
-            base_dir=base_dir,
-            ssh_key_dir=ssh_key_dir,
-            db_path=db_path,
-            environment=environment,
-            force_localhost=force_localhost,
-        )
-    except ValidationError as error:
-        where, what = first_error(error)
-        field = where.split(".")[0].upper() or "?"
-        raise ConfigError(
-            f"{ENV_PREFIX}{field} is invalid: {what}",
-            hint=f"Fix or unset {ENV_PREFIX}{field}.",
-        ) from None
+    return Settings(
+        discovery_url=_check_url(
+            ENV_PREFIX + "DISCOVERY_URL", get("DISCOVERY_URL") or DEFAULT_DISCOVERY_URL
+        ),
+        base_dir=base_dir,
+        ssh_key_dir=ssh_key_dir,
+        db_path=db_path,
+        environment=environment,
+        force_localhost=force_localhost,
+    )

@@ -18,7 +18,7 @@ def test_vm_list_at_head_imports_no_orm_and_no_http(golem_env: GolemEnv) -> None
     assert "sqlalchemy" in first  # the check sees the ORM when it is used
     packages, out = imported_packages(golem_env, "vm", "list")
     assert "Your VMs (0 total)" in out
-    assert packages & (ORM | {"aiohttp", "asyncssh"}) == set()
+    assert packages & (ORM | {"aiohttp", "asyncssh", "pydantic"}) == set()
 
 
 def test_vm_providers_needs_no_local_state(golem_env: GolemEnv, devnet: DevnetThread) -> None:

@@ -13,7 +13,7 @@ from typing import Literal
 
 GarbageMode = Literal["non-ascii", "close", "silent"]
 
-_CHUNK = 65536
+_CHUNK = 256 * 1024  # bulk copies pass in fewer, larger writes
 
 
 class TcpProxy:

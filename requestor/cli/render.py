@@ -6,7 +6,6 @@ into ``rich.text.Text``, never into markup.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +154,17 @@ def vm_list(console: Console, vms: Sequence[VMView], orphans: Sequence[OrphanVie
             "No VMs yet. Create one with 'golem vm create NAME --cpu 1 --memory 1 --storage 10'.",
             style="dim",
         )
+
+
+def vm_listing(console: Console, err_console: Console, listing: VMListing, as_json: bool) -> None:
+    """``golem vm list``: the table (and notes on unreadable legacy rows and on
+    orphans), or JSON (orphans after the VMs)."""
+    if as_json:
+        print_json([vm_json(vm) for vm in listing.vms] + [orphan_json(o) for o in listing.orphans])
+        return
+    legacy_rejected(err_console, listing)
+    vm_list(console, listing.vms, listing.orphans)
+    orphans_note(err_console, listing)
 
 
 def orphans_note(err_console: Console, listing: VMListing) -> None:
@@ -342,8 +352,11 @@ def confirm_destroy(names: Sequence[str]) -> None:
         raise GolemError("Nothing destroyed.")
 
 
-def nothing_selected(err_console: Console) -> None:
-    err_console.print("No VMs selected.")
+def nothing_selected(err_console: Console, as_json: bool) -> None:
+    if as_json:
+        print_json([])
+    else:
+        err_console.print("No VMs selected.")
 
 
 _ING = {"start": "Starting", "stop": "Stopping", "destroy": "Destroying", "refresh": "Refreshing"}
@@ -389,7 +402,7 @@ class BulkProgress:
 def report(console: Console, report: BulkReport, as_json: bool) -> None:
     """A bulk action's result: one line for one VM, else a table and a summary."""
     if as_json:
-        console_line(dump_json([outcome_json(o) for o in report.outcomes]))
+        print_json([outcome_json(o) for o in report.outcomes])
     elif len(report.outcomes) == 1 and not report.interrupted:
         single_outcome(console, report.outcomes[0], report.action.value)
     else:
@@ -447,9 +460,16 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
 
 
 def dump_json(data: Any) -> str:
+    import json  # only for --json: a table does not need it
+
     # ASCII only: provider-sent text with control, C1 or bidi characters stays
     # escaped (\uXXXX) in a file that someone may later `cat` to a terminal.
     return json.dumps(data, indent=2, ensure_ascii=True)
+
+
+def print_json(data: Any) -> None:
+    """``--json`` output: the document alone on stdout (keys: docs/json.md)."""
+    console_line(dump_json(data))
 
 
 def _iso(value: Any) -> str | None:

@@ -18,9 +18,8 @@ from requestor.cli.params import wait_timeout_option
 from requestor.errors import InputError
 
 if TYPE_CHECKING:
-    import asyncssh
-
     from requestor.services.access import Access
+    from requestor.ssh._asyncssh import asyncssh
 
 T = TypeVar("T")
 

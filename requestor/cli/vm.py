@@ -118,7 +118,7 @@ def providers(
 
     if as_json:
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
-        click.echo(render.dump_json(render.providers_json(listing)))
+        render.print_json(render.providers_json(listing))
         return
     with render.busy(app.err_console, "Asking the discovery service and probing providers…"):
         listing = run_with_network(app, work, concurrency=PROBE_CONCURRENCY)
@@ -187,7 +187,7 @@ def create(
             )
         except KeyboardInterrupt:
             raise interrupted_error(request, trace) from None
-        click.echo(render.dump_json(render.created_json(result)))
+        render.print_json(render.created_json(result))
         return
 
     with render.busy(app.err_console, "Creating VM…") as status:
@@ -244,20 +244,10 @@ def list_command(
         # The common case reads local state only: no HTTP stack is loaded.
         from requestor.services.local import local_vms
 
-        listing = app.run(local_vms(app.settings))
+        listing = local_vms(app.settings, app.run)
     from requestor.cli import render
 
-    if as_json:
-        click.echo(
-            render.dump_json(
-                [render.vm_json(vm) for vm in listing.vms]
-                + [render.orphan_json(orphan) for orphan in listing.orphans]
-            )
-        )
-        return
-    render.legacy_rejected(app.err_console, listing)
-    render.vm_list(app.console, listing.vms, listing.orphans)
-    render.orphans_note(app.err_console, listing)
+    render.vm_listing(app.console, app.err_console, listing, as_json)
 
 
 @vm.command()
@@ -292,7 +282,7 @@ def adopt(
         ),
     )
     if as_json:
-        click.echo(render.dump_json(render.vm_json(view)))
+        render.print_json(render.vm_json(view))
         return
     render.adopted(app.console, view)
 
@@ -389,10 +379,7 @@ def _act(
     finally:
         bar.stop()
     if done is None:
-        if as_json:
-            click.echo(render.dump_json([]))
-        else:
-            render.nothing_selected(app.err_console)
+        render.nothing_selected(app.err_console, as_json)
         return None
     if len(done.outcomes) == 1 and not done.interrupted and not as_json:
         outcome = done.outcomes[0]

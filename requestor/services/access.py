@@ -41,9 +41,8 @@ from requestor.settings import PROVIDER_PORT, Settings
 from requestor.status import VMStatus
 
 if TYPE_CHECKING:
-    import asyncssh
-
     from requestor.db.engine import Database
+    from requestor.ssh._asyncssh import asyncssh
     from requestor.ssh.client import Endpoint
 
 RETRY_INTERVAL = 1.0
@@ -291,9 +290,8 @@ class Access:
 
     async def repin(self, confirm: ConfirmRepin) -> RepinResult:
         """Fetch the key the VM shows now and pin it if ``confirm(old, new)`` agrees."""
-        import asyncssh
-
         from requestor.db import repository
+        from requestor.ssh._asyncssh import asyncssh
         from requestor.ssh.hostkeys import (
             BrokenSSHServer,
             diagnose_ssh_port,

@@ -298,8 +298,7 @@ async def _refresh_one(
 async def first_host_key(host: str, port: int) -> str | None:
     """The key a completed create would have pinned; None when SSH does not answer
     (then the first 'golem vm ssh' pins it)."""
-    import asyncssh
-
+    from requestor.ssh._asyncssh import asyncssh
     from requestor.ssh.hostkeys import BrokenSSHServer, fetch_host_key
 
     try:
@@ -315,14 +314,17 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
     if change.ssh_port is not None:
         values["ssh_host"] = change.ssh_host
         values["ssh_port"] = change.ssh_port
-    if change.host_key is not None:
-        values["host_key"] = change.host_key
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
     async with services.db.write() as session:
         if change.delete:
             await repository.delete_vm(session, vm_id)
             return
+        if change.host_key is not None:
+            # A first pin only: never replace a key another golem pinned meanwhile.
+            stored = await repository.get_vm_by_id(session, vm_id)
+            if stored is not None and stored.host_key is None:
+                values["host_key"] = change.host_key
         if change.moved_to is not None:
             await repository.remember_provider(session, change.moved_to)
         await repository.update_vm(session, vm_id, **values)
@@ -397,7 +399,9 @@ async def run_action(
                 )
         report.seconds = time.perf_counter() - started
         if access_changed:
-            await sync_ssh_config(services.settings, services.db)
+            # Best effort: a failure here must not replace the cancellation.
+            with contextlib.suppress(GolemError):
+                await sync_ssh_config(services.settings, services.db)
         raise
     else:
         # Only the local database can fail here (each provider error is an

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
-
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.hostkeys import (
     HOST_KEY_ALGORITHMS,
     NON_ASCII_VERSION,
@@ -26,6 +25,7 @@ from requestor.ssh.hostkeys import (
     same_key,
 )
 from requestor.ssh.keys import load_client_key
+from requestor.ssh.tuning import connect_options
 
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 3
@@ -131,6 +131,7 @@ async def connect_once(
             keepalive_count_max=KEEPALIVE_COUNT_MAX,
             connect_timeout=limit,
             login_timeout=limit,
+            **connect_options(),  # cipher order: AES-GCM first where the CPU has AES
             **options,
         )
     except asyncssh.HostKeyNotVerifiable:

@@ -12,9 +12,8 @@ import contextlib
 import os
 import signal
 
-import asyncssh
-
 from requestor.errors import SSHError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.streams import CHUNK, StdinReader, exit_code, pump_stdin, write_all
 
 STDOUT, STDERR = 1, 2

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncssh
-
 from requestor.errors import InputError, SSHError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.text import clean
 
 LOCAL_HOST = "127.0.0.1"  # never all interfaces: the tunnel is the user's, not the LAN's

@@ -118,7 +118,7 @@ async def fetch_host_key(host: str, port: int, limit: float = 10.0) -> str:
     (asyncssh lets the ``UnicodeDecodeError`` through); the whole exchange is
     bounded by ``limit``.
     """
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     try:
         async with asyncio.timeout(limit):
@@ -151,7 +151,7 @@ async def wait_for_host_key(
     is one at once, as waiting will not change it. ``keep_waiting`` is asked before
     each new attempt; False ends the wait with ``SSHUnreachableError``.
     """
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     deadline = time.monotonic() + within
     while True:

@@ -18,9 +18,8 @@ import tty
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import asyncssh
-
 from requestor.errors import SSHError
+from requestor.ssh._asyncssh import asyncssh
 from requestor.ssh.exec import connection_lost, locale_env
 from requestor.ssh.streams import CHUNK, StdinReader, exit_code, write_all
 

@@ -36,7 +36,7 @@ def _too_open(path: Path) -> bool:
 
 def _read_pair(private_path: Path, origin: str) -> KeyPair | None:
     """The pair at ``private_path`` if it is usable without a passphrase."""
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     public_path = private_path.with_name(private_path.name + ".pub")
     if not private_path.is_file():
@@ -70,7 +70,7 @@ def _read_pair(private_path: Path, origin: str) -> KeyPair | None:
 
 
 def _generate(key_dir: Path) -> KeyPair:
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     private_path = key_dir / GOLEM_NEW_KEY
     public_path = key_dir / f"{GOLEM_NEW_KEY}.pub"
@@ -122,7 +122,7 @@ def ensure_key_pair(key_dir: Path, home: Path | None = None) -> KeyPair:
 
 def load_client_key(private_path: Path) -> object:
     """The private key for a connection, checked as OpenSSH would check it."""
-    import asyncssh
+    from requestor.ssh._asyncssh import asyncssh
 
     if not private_path.is_file():
         raise GolemError(

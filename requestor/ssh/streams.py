@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 
-import asyncssh
+from requestor.ssh._asyncssh import asyncssh
 
 CHUNK = 65536
 

@@ -16,6 +16,7 @@ at), as ``sftp put -R`` keeps them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import posixpath
@@ -23,16 +24,21 @@ import re
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-
-import asyncssh
+from typing import TypeVar
 
 from requestor.errors import GolemError, InputError
+from requestor.ssh._asyncssh import asyncssh
+from requestor.ssh.tuning import (
+    SFTP_BLOCK_SIZE,
+    SMALL_FILE,
+    TREE_CONCURRENCY,
+    sftp_max_requests,
+)
 from requestor.text import clean
 
-# Many requests in flight hide the round trip; asyncssh caps it at 128 itself.
-MAX_REQUESTS = 128
+T = TypeVar("T")
 _VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Progress = Callable[[str, str, int, int], None]  # source, destination, done, total
@@ -190,17 +196,8 @@ async def copy(
     try:
         async with conn.start_sftp_client() as sftp:
             if plan.upload:
-                # Local links are copied as links (follow_symlinks=False): what
-                # they point at, inside the tree or not, is never read.
-                await sftp.put(
-                    plan.sources,
-                    plan.destination,
-                    preserve=True,
-                    recurse=recursive,
-                    follow_symlinks=False,
-                    progress_handler=report,
-                    max_requests=MAX_REQUESTS,
-                )
+                upload = _Upload(sftp, plan.vm, report, warn or _default_warn)
+                await upload.run(plan.sources, plan.destination)
             else:
                 download = _Download(sftp, plan.vm, recursive, report, warn or _default_warn)
                 await download.run(plan.sources, plan.destination)
@@ -208,6 +205,179 @@ async def copy(
         raise _sftp_error(plan, error) from None
     except OSError as error:
         raise _os_error(error) from None
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a tree copy's task group: its first real failure.
+
+    A failed file cancels the others; their cancellations are not the story.
+    """
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    for leaf in leaves:
+        if not isinstance(leaf, asyncio.CancelledError):
+            return leaf
+    return leaves[0]
+
+
+@contextlib.asynccontextmanager
+async def _files_at_once() -> AsyncIterator[asyncio.TaskGroup]:
+    """A task group whose first failure is raised as itself, not as an ExceptionGroup,
+    so the callers' ``except SFTPError`` / ``except OSError`` still see it."""
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            yield tasks
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+
+
+def _name_remote_error(error: asyncssh.SFTPError, src: bytes, dst: bytes) -> None:
+    """Name the paths as asyncssh names them, so _sftp_error finds the remote one; the
+    innermost name wins (a folder's walk must not rename a failure inside it)."""
+    if getattr(error, "dstpath", None) is None:
+        error.srcpath = src  # type: ignore[attr-defined]
+        error.dstpath = dst  # type: ignore[attr-defined]
+
+
+def _preserved(st: os.stat_result) -> asyncssh.SFTPAttrs:
+    """Mode and times of a local file, as asyncssh's ``put(preserve=True)`` sends them
+    (built here: ``SFTPAttrs.from_local`` also looks up owner names, once per file)."""
+    atime, atime_ns = divmod(st.st_atime_ns, 1_000_000_000)
+    mtime, mtime_ns = divmod(st.st_mtime_ns, 1_000_000_000)
+    return asyncssh.SFTPAttrs(
+        permissions=st.st_mode,
+        atime=atime,
+        atime_ns=atime_ns,
+        mtime=mtime,
+        mtime_ns=mtime_ns,
+    )
+
+
+class _Upload:
+    """One ``cp LOCAL... VM:...``, as ``put(preserve=True, follow_symlinks=False)``
+    would do it, but with the files of a tree copied several at a time.
+
+    A small file costs four round trips (open, write, close, setstat) and next
+    to no bandwidth, so a tree of them copied one by one waits on the VM most
+    of the time. The walk is sequential (a folder exists before anything is
+    written into it) and hands each file to a task, at most TREE_CONCURRENCY
+    at once: the walk waits for a free slot, so a huge tree never holds more
+    than that many files in memory. Files of SMALL_FILE bytes or more go through
+    asyncssh's pipelined ``put``. Fifos and devices are skipped with a note
+    (reading one could block the copy or never end).
+    """
+
+    def __init__(
+        self,
+        sftp: asyncssh.SFTPClient,
+        vm: str,
+        report: Callable[[bytes, bytes, int, int], None],
+        warn: Warn,
+    ) -> None:
+        self._sftp = sftp
+        self._vm = vm
+        self._report = report
+        self._warn = warn
+        self._files = asyncio.Semaphore(TREE_CONCURRENCY)
+        self._tasks: asyncio.TaskGroup | None = None
+        # Folders in the order made: their modes and times are set once everything
+        # is in them, deepest first, so a read-only folder can still be filled.
+        self._folders: list[tuple[bytes, bytes, os.stat_result]] = []
+
+    async def run(self, sources: Sequence[str], destination: str) -> None:
+        named = os.fsencode(destination)
+        into = await self._sftp.isdir(named)
+        if len(sources) > 1 and not into:
+            raise InputError(
+                f"{_remote(self._vm, named)} is not a folder",
+                "With several sources the destination must be an existing folder.",
+            )
+        async with _files_at_once() as self._tasks:
+            for source in sources:
+                src = os.fsencode(source)
+                dst = posixpath.join(named, os.path.basename(src)) if into else named
+                await self._entry(src, dst, os.lstat(src))
+        for src, dst, st in reversed(self._folders):
+            await self._named(src, dst, self._sftp.setstat(dst, _preserved(st)))
+
+    async def _named(self, src: bytes, dst: bytes, request: Awaitable[T]) -> T:
+        try:
+            return await request
+        except asyncssh.SFTPError as error:
+            _name_remote_error(error, src, dst)
+            raise
+
+    async def _entry(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            await self._folder(src, dst)
+            self._folders.append((src, dst, st))
+        elif stat.S_ISLNK(st.st_mode):
+            await self._link(src, dst, st)
+        elif stat.S_ISREG(st.st_mode):
+            assert self._tasks is not None
+            await self._files.acquire()  # released by _file
+            self._tasks.create_task(self._file(src, dst, st))
+        else:
+            self._warn(f"Skipping non-regular file {_local(src)}")
+
+    async def _folder(self, src: bytes, dst: bytes) -> None:
+        if not await self._named(src, dst, self._sftp.isdir(dst)):
+            await self._named(src, dst, self._sftp.mkdir(dst))
+        with os.scandir(src) as listing:
+            entries = [
+                (entry.path, entry.name, entry.stat(follow_symlinks=False)) for entry in listing
+            ]
+        for path, name, entry_stat in entries:
+            await self._entry(path, posixpath.join(dst, name), entry_stat)
+
+    async def _link(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
+        # Copied as a link (what it points at is never read), as sftp put -R does.
+        await self._named(src, dst, self._sftp.symlink(os.readlink(src), dst))
+        with contextlib.suppress(asyncssh.SFTPOpUnsupported):
+            await self._named(
+                src, dst, self._sftp.setstat(dst, _preserved(st), follow_symlinks=False)
+            )
+
+    async def _file(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
+        try:
+            await self._named(src, dst, self._send(src, dst, st))
+        finally:
+            self._files.release()
+
+    async def _send(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
+        if st.st_size >= SMALL_FILE:
+            await self._sftp.put(
+                src,
+                dst,
+                preserve=True,
+                recurse=False,
+                follow_symlinks=False,
+                progress_handler=self._report,
+                block_size=SFTP_BLOCK_SIZE,
+                max_requests=sftp_max_requests(self._sftp.limits.max_write_len),
+            )
+            return
+        # Blocking, as asyncssh's own local file access is: under SMALL_FILE
+        # bytes, usually in the page cache, and nothing else waits on this loop.
+        with open(src, "rb") as handle:  # noqa: ASYNC230
+            data = handle.read()
+        remote = await self._sftp.open(dst, "wb", encoding=None)
+        try:
+            if data:
+                await remote.write(data, 0)
+        finally:
+            await remote.close()
+        # After close: a server that buffers writes would set the time again on close.
+        await self._sftp.setstat(dst, _preserved(st))
+        self._report(src, dst, len(data), len(data))
 
 
 def _local_kind(path: bytes) -> str:
@@ -251,6 +421,11 @@ class _Download:
         # Folders we created, in the order made: modes and times are set last,
         # deepest first, so a read-only folder can still be filled.
         self._folders: list[tuple[bytes, asyncssh.SFTPAttrs]] = []
+        # The walk itself is sequential (a folder exists before its files are
+        # written); the files it finds are fetched TREE_CONCURRENCY at a time, and
+        # the walk waits for a free slot, so a huge tree is never all in memory.
+        self._files = asyncio.Semaphore(TREE_CONCURRENCY)
+        self._tasks: asyncio.TaskGroup | None = None
 
     async def run(self, sources: Sequence[str], destination: str) -> None:
         named = os.fsencode(destination)
@@ -261,21 +436,22 @@ class _Download:
                 "With several sources the destination must be an existing folder.",
             )
         try:
-            for source in sources:
-                src = os.fsencode(source)
-                # The path the user named is followed on the VM, as scp does;
-                # links inside a folder are not.
-                try:
-                    attrs = await self._sftp.stat(src)
-                except asyncssh.SFTPError as error:
-                    error.srcpath = src  # type: ignore[attr-defined]
-                    raise
-                base = posixpath.basename(src.rstrip(b"/"))
-                if into and base not in (b"", b".", b".."):
-                    target = os.path.join(named, base)
-                else:
-                    target = named
-                await self._entry(src, target, attrs, named_by_user=target == named)
+            async with _files_at_once() as self._tasks:
+                for source in sources:
+                    src = os.fsencode(source)
+                    # The path the user named is followed on the VM, as scp does;
+                    # links inside a folder are not.
+                    try:
+                        attrs = await self._sftp.stat(src)
+                    except asyncssh.SFTPError as error:
+                        error.srcpath = src  # type: ignore[attr-defined]
+                        raise
+                    base = posixpath.basename(src.rstrip(b"/"))
+                    if into and base not in (b"", b".", b".."):
+                        target = os.path.join(named, base)
+                    else:
+                        target = named
+                    await self._entry(src, target, attrs, named_by_user=target == named)
         finally:
             for path, attrs in reversed(self._folders):
                 with contextlib.suppress(OSError):
@@ -288,7 +464,9 @@ class _Download:
         if kind == asyncssh.FILEXFER_TYPE_DIRECTORY:
             await self._folder(src, dst, attrs, named_by_user)
         elif kind == asyncssh.FILEXFER_TYPE_REGULAR:
-            await self._file(src, dst, attrs)
+            assert self._tasks is not None
+            await self._files.acquire()  # released by _file: the walk waits for a slot
+            self._tasks.create_task(self._file(src, dst, attrs))
         elif kind == asyncssh.FILEXFER_TYPE_SYMLINK:
             self._warn(f"Skipping symbolic link {_remote(self._vm, src)} (links are not copied)")
         else:
@@ -331,6 +509,12 @@ class _Download:
             )
 
     async def _file(self, src: bytes, dst: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        try:
+            await self._fetch(src, dst, attrs)
+        finally:
+            self._files.release()
+
+    async def _fetch(self, src: bytes, dst: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         if _local_kind(dst) == "folder":
             raise GolemError(
                 f"Cannot copy file {_remote(self._vm, src)} over the folder {_local(dst)}",
@@ -343,33 +527,56 @@ class _Download:
         except OSError as error:
             error.filename = dst  # the file the user asked for, not our temporary name
             raise
-        os.close(fd)
 
         def report(_src: bytes, _dst: bytes, done: int, total: int) -> None:
             self._report(src, dst, done, total)
 
         try:
             try:
-                await self._sftp.get(
-                    src,
-                    temporary,
-                    preserve=False,
-                    recurse=False,
-                    follow_symlinks=True,  # only the VM's side of a swapped-in link is read
-                    progress_handler=report,
-                    max_requests=MAX_REQUESTS,
-                )
+                if attrs.size is not None and attrs.size < SMALL_FILE:
+                    # One read request instead of asyncssh's stat, open, reads and
+                    # close: a tree of small files is mostly round trips.
+                    data = await self._read_small(src, attrs.size)
+                    with os.fdopen(fd, "wb") as local:
+                        fd = -1  # closed by the with, whatever happens
+                        local.write(data)
+                    report(src, temporary, len(data), len(data))
+                else:
+                    os.close(fd)
+                    fd = -1
+                    await self._sftp.get(
+                        src,
+                        temporary,
+                        preserve=False,
+                        recurse=False,
+                        follow_symlinks=True,  # only the VM's side of a swapped-in link is read
+                        progress_handler=report,
+                        block_size=SFTP_BLOCK_SIZE,
+                        max_requests=sftp_max_requests(self._sftp.limits.max_read_len),
+                    )
             except asyncssh.SFTPError as error:
                 error.srcpath = src  # type: ignore[attr-defined]
                 raise
             self._set_attrs(temporary, attrs, default=0o666)
             os.replace(temporary, dst)
         except BaseException as error:
+            if fd >= 0:
+                os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
             if isinstance(error, OSError) and error.filename == temporary:
                 error.filename = dst
             raise
+
+    async def _read_small(self, src: bytes, size: int) -> bytes:
+        """The first ``size`` bytes of a remote file (its size when listed, as asyncssh's
+        get copies); opened and read with the VM's side of a link followed, as get does."""
+        remote = await self._sftp.open(src, "rb", encoding=None)
+        try:
+            data: bytes = await remote.read(size, 0) if size else b""
+        finally:
+            await remote.close()
+        return data
 
     def _set_attrs(self, path: bytes, attrs: asyncssh.SFTPAttrs, default: int = 0o777) -> None:
         mode = attrs.permissions if attrs.permissions is not None else default

@@ -275,3 +275,90 @@ def test_cp_errors_name_the_path(world: World, tmp_path: Path) -> None:
         (home / "errs-file").unlink()
         if (home / "errs-dir").exists():
             (home / "errs-dir").rmdir()
+
+
+# --- the copy's fast paths: many files at once, small files in one request ------------
+
+
+def _sized_tree(root: Path) -> None:
+    """More files than are copied at once, sizes on both sides of SMALL_FILE, odd modes
+    and old times, and a read-only folder that must still be filled."""
+    from requestor.ssh.tuning import SMALL_FILE, TREE_CONCURRENCY
+
+    sizes = [0, 1, SMALL_FILE - 1, SMALL_FILE, SMALL_FILE + 1, 3 * SMALL_FILE + 7]
+    sizes += [100 + 997 * i for i in range(2 * TREE_CONCURRENCY)]
+    modes = [0o644, 0o600, 0o755, 0o640, 0o444, 0o700]
+    for index, size in enumerate(sizes):
+        folder = root / f"part{index % 3}" / ("deep" if index % 2 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"f{index:02d}.bin"
+        path.write_bytes(os.urandom(size))
+        path.chmod(modes[index % len(modes)])
+        os.utime(path, (MTIME + index, MTIME + index))
+    locked = root / "locked"
+    locked.mkdir()
+    (locked / "inside.txt").write_bytes(b"still written\n")
+    os.utime(locked / "inside.txt", (MTIME, MTIME))
+    locked.chmod(0o555)
+    for folder in sorted(root.rglob("*"), reverse=True):
+        if folder.is_dir():
+            os.utime(folder, (MTIME + 9, MTIME + 9))
+    os.utime(root, (MTIME + 9, MTIME + 9))
+
+
+def _digests(root: Path) -> dict[str, tuple[int, int, str | None]]:
+    """relative path -> (mode bits, mtime, sha256 or None for folders)."""
+    return {
+        name: (mode, mtime, None if content is None else hashlib.sha256(content).hexdigest())
+        for name, (mode, mtime, content) in _tree(root).items()
+    }
+
+
+def test_a_tree_of_many_sizes_both_ways_keeps_every_byte_mode_and_time(
+    world: World, tmp_path: Path
+) -> None:
+    source = tmp_path / "sized"
+    source.mkdir()
+    _sized_tree(source)
+    expected = _digests(source)
+    assert len([v for v in expected.values() if v[2] is not None]) > 16
+
+    remote = world.vm_home("vm1") / "sized"
+    back = tmp_path / "back"
+    back.mkdir()
+    try:
+        world.ok("vm", "cp", "-r", str(source), "vm1:")
+        assert _digests(remote) == expected
+
+        world.ok("vm", "cp", "-r", "vm1:sized", str(back))
+        assert _digests(back / "sized") == expected
+    finally:
+        import shutil
+
+        for root in (remote, back, source):
+            for folder in [root, *root.rglob("*")]:
+                if folder.is_dir() and not folder.is_symlink():
+                    folder.chmod(0o755)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_error_deep_in_a_tree_names_the_path_that_failed(world: World, tmp_path: Path) -> None:
+    """Files are copied several at a time; the message still names the one that failed,
+    not the folder the walk started from."""
+    source = tmp_path / "deep-err"
+    (source / "a" / "b").mkdir(parents=True)
+    for index in range(40):
+        (source / "a" / f"f{index}.txt").write_bytes(b"x\n")
+    (source / "a" / "b" / "inner.txt").write_bytes(b"y\n")
+    remote = world.vm_home("vm1") / "deep-err"
+    (remote / "a").mkdir(parents=True)
+    (remote / "a" / "b").write_bytes(b"a file where the tree has a folder\n")
+    try:
+        result = world.golem("vm", "cp", "-r", str(source), "vm1:")
+        assert result.returncode == 1
+        lines = _message(result)
+        assert "vm1:./deep-err/a/b failed" in lines[0], lines
+    finally:
+        import shutil
+
+        shutil.rmtree(remote)

@@ -64,6 +64,30 @@ class StateError(GolemError):
     """The local database cannot be used (corrupt, newer schema, unwritable)."""
 
 
+class NothingMatchedError(InputError):
+    """A VM selection (names, globs, --provider) that matches no VM in local state:
+    the same error, whatever the reason, so scripts can rely on one exit code."""
+
+    # The spec's wording for a VM that is not in local state.
+    default_hint = (
+        "The VM may have been manually removed. Use 'golem vm list' to see available VMs."
+    )
+
+
+class DatabaseLockedError(StateError):
+    """Another process kept the database's write lock beyond the wait."""
+
+
+class UnrecordedActionsError(StateError):
+    """Providers did what was asked, but the database stayed locked: the user must
+    learn what happened and how to record it."""
+
+    default_hint = (
+        "Run 'golem vm list --refresh' once the other golem command has finished:"
+        " it records what the providers hold."
+    )
+
+
 class VMNotFoundError(GolemError):
     default_hint = (
         "The VM may have been manually removed. Use 'golem vm list' to see available VMs."

@@ -156,11 +156,20 @@ def vm_list(console: Console, vms: Sequence[VMView], orphans: Sequence[OrphanVie
         )
 
 
-def vm_listing(console: Console, err_console: Console, listing: VMListing, as_json: bool) -> None:
+def vm_listing(
+    console: Console,
+    err_console: Console,
+    listing: VMListing,
+    as_json: bool,
+    refresh: BulkReport | None = None,
+) -> None:
     """``golem vm list``: the table (and notes on unreadable legacy rows and on
-    orphans), or JSON (orphans after the VMs)."""
+    orphans), or JSON (orphans after the VMs); with ``refresh``, each provider whose
+    answer could not be used first, on stderr."""
+    if refresh is not None:
+        refresh_failures(err_console, refresh)
     if as_json:
-        print_json([vm_json(vm) for vm in listing.vms] + [orphan_json(o) for o in listing.orphans])
+        print_json(vm_list_json(listing.vms, refresh) + [orphan_json(o) for o in listing.orphans])
         return
     legacy_rejected(err_console, listing)
     vm_list(console, listing.vms, listing.orphans)
@@ -245,6 +254,50 @@ def vm_json(vm: VMView) -> dict[str, Any]:
     }
 
 
+def vm_list_json(vms: Sequence[VMView], refresh: BulkReport | None) -> list[dict[str, Any]]:
+    """``vm list --json``: each VM, and whether this command's --refresh got an answer
+    for it (``refreshed``) or why not (``refresh_error``)."""
+    outcomes = {o.name: o for o in refresh.outcomes} if refresh is not None else {}
+    listed = []
+    for vm in vms:
+        outcome = outcomes.get(vm.name)
+        listed.append(
+            {
+                **vm_json(vm),
+                "refreshed": outcome is not None and outcome.ok,
+                "refresh_error": None if outcome is None or outcome.ok else outcome.error,
+            }
+        )
+    return listed
+
+
+def refresh_failures(err_console: Console, refresh: BulkReport) -> None:
+    """Each provider whose answer could not be used, with the reason, on stderr."""
+    failed: dict[str, list[Outcome]] = {}
+    for outcome in refresh.outcomes:
+        if not outcome.ok:
+            failed.setdefault(outcome.provider, []).append(outcome)
+    for provider, outcomes in sorted(failed.items()):
+        names = ", ".join(clean(o.name, 64) for o in outcomes[:5])
+        if len(outcomes) > 5:
+            names += ", …"
+        err_console.print(
+            Text(
+                f"Not refreshed: provider {clean(provider, 80)} ({len(outcomes)} VM(s): {names}):"
+                f" {clean(outcomes[0].error or outcomes[0].result.value, 300)}",
+                style="yellow",
+            )
+        )
+    if failed:
+        err_console.print(
+            Text(
+                "Their VMs are shown as unreachable: golem does not know their current status."
+                " Run 'golem vm list --refresh' again later.",
+                style="yellow",
+            )
+        )
+
+
 def _section(console: Console, title: str, rows: Iterable[tuple[str, str]]) -> None:
     console.print()
     console.print(Text(f"  {title}", style="bold"))
@@ -311,12 +364,13 @@ def _home_relative(path: str) -> str:
 
 # --- actions on several VMs --------------------------------------------------------
 
-_PAST = {"start": "Started", "stop": "Stopped", "destroy": "Destroyed", "refresh": "Refreshed"}
-
-
-def forgot(names: Sequence[str]) -> None:
-    for name in names:
-        console_line(f"Forgot {clean(name, 80)}")
+_PAST = {
+    "start": "Started",
+    "stop": "Stopped",
+    "destroy": "Destroyed",
+    "refresh": "Refreshed",
+    "forget": "Forgot",
+}
 
 
 def console_line(text: str) -> None:
@@ -331,8 +385,9 @@ def busy(err_console: Console, text: str) -> Status:
     return err_console.status(text)
 
 
-def confirm_destroy(names: Sequence[str]) -> None:
-    """Ask before destroying (stderr), or refuse when stdin is not a terminal."""
+def confirm(action: str, names: Sequence[str], consequence: str) -> None:
+    """Ask before destroying or forgetting (stderr), or refuse when stdin is not a
+    terminal."""
     import sys
 
     import click
@@ -343,13 +398,13 @@ def confirm_destroy(names: Sequence[str]) -> None:
     shown = ", ".join(clean(n, 64) for n in names[:5]) + (", …" if count > 5 else "")
     if not sys.stdin.isatty():
         raise InputError(
-            f"Refusing to destroy {count} VM(s) ({shown}) without confirmation",
+            f"Refusing to {action} {count} VM(s) ({shown}) without confirmation",
             "Pass --yes to confirm when not at a terminal.",
         )
     if not click.confirm(
-        f"Destroy {count} VM(s) ({shown})? This cannot be undone", default=False, err=True
+        f"{action.capitalize()} {count} VM(s) ({shown})? {consequence}", default=False, err=True
     ):
-        raise GolemError("Nothing destroyed.")
+        raise GolemError(f"Nothing {_PAST[action].lower()}.")
 
 
 def nothing_selected(err_console: Console, as_json: bool) -> None:
@@ -359,7 +414,17 @@ def nothing_selected(err_console: Console, as_json: bool) -> None:
         err_console.print("No VMs selected.")
 
 
-_ING = {"start": "Starting", "stop": "Stopping", "destroy": "Destroying", "refresh": "Refreshing"}
+def selection_note(err_console: Console, note: str) -> None:
+    err_console.print(Text(note))
+
+
+_ING = {
+    "start": "Starting",
+    "stop": "Stopping",
+    "destroy": "Destroying",
+    "refresh": "Refreshing",
+    "forget": "Forgetting",
+}
 
 
 class BulkProgress:
@@ -411,10 +476,11 @@ def report(console: Console, report: BulkReport, as_json: bool) -> None:
 
 def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
     mark = "✓" if outcome.ok else "✗"
-    note = " (already)" if outcome.result.value == "already" else ""
+    already = " (already)" if outcome.result.value == "already" else ""
+    note = f": {outcome.note}" if outcome.note else ""
     console.print(
         Text(
-            f"{mark} {_PAST[action]} {clean(outcome.name, 64)}{note}",
+            f"{mark} {_PAST[action]} {clean(outcome.name, 64)}{already}{note}",
             style="green" if outcome.ok else "red",
         )
     )
@@ -431,7 +497,7 @@ def bulk(console: Console, report: BulkReport) -> None:
             safe(outcome.provider, 40),
             Text(outcome.result.value, style=style[outcome.result.value]),
             Text(outcome.status.value if outcome.status else "removed"),
-            safe(outcome.error or "", 200),
+            safe(outcome.error or outcome.note or "", 200),
         )
     console.print(table)
     console.print(summary_line(report))
@@ -456,6 +522,8 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "ok": outcome.ok,
         "status": outcome.status.value if outcome.status else None,
         "error": outcome.error,
+        "provider_vm_name": outcome.provider_vm_name,
+        "note": outcome.note,
     }
 
 

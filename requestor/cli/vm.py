@@ -227,15 +227,21 @@ def create(
 @pass_app
 def list_command(
     app: AppContext, refresh: bool, timeout: float | None, scan_advertised: bool, as_json: bool
-) -> None:
-    """List your VMs from local state (--refresh asks the providers first, and shows
-    VMs this installation created that no record names as 'orphan' rows)."""
+) -> BulkReport | None:
+    """List your VMs from local state (--refresh asks the providers first).
+
+    With --refresh, each provider whose answer could not be used is named on
+    stderr and its VMs are shown unreachable; the exit code is then 3 (some VMs
+    not refreshed) or 1 (none refreshed). VMs this installation created that no
+    record names are shown as 'orphan' rows (see 'golem vm adopt').
+    """
     if scan_advertised and not refresh:
         raise click.UsageError("--scan-advertised needs --refresh")
+    report = None
     if refresh:
         from requestor.services.actions import list_vms
 
-        listing, _report = run_with_services(
+        listing, report = run_with_services(
             app,
             lambda services: list_vms(services, refresh=True, scan_advertised=scan_advertised),
             call_timeout=timeout,
@@ -247,7 +253,8 @@ def list_command(
         listing = local_vms(app.settings, app.run)
     from requestor.cli import render
 
-    render.vm_listing(app.console, app.err_console, listing, as_json)
+    render.vm_listing(app.console, app.err_console, listing, as_json, refresh=report)
+    return report
 
 
 @vm.command()
@@ -287,26 +294,27 @@ def adopt(
     render.adopted(app.console, view)
 
 
-@vm.command()
-@click.argument("names", nargs=-1, required=True)
-@pass_app
-def forget(app: AppContext, names: tuple[str, ...]) -> None:
-    """Remove VMs from local state only (e.g. ones the provider no longer knows)."""
-    from requestor.cli import render
-    from requestor.services.actions import forget_vms
+# --- start, stop, destroy, forget: one selection grammar ----------------------------
 
-    removed = run_with_services(app, lambda services: forget_vms(services, names))
-    render.forgot(removed)
-
-
-# --- start, stop, destroy: one, several, globs, --all --------------------------------
+SELECTION_HELP = """
+\b
+Choose VMs (the same way in start, stop, destroy and forget):
+  NAME...            exact names or shell globs ('web-*'); each must match a VM
+  --all              every VM in local state (not together with names)
+  --provider ID      that provider's VMs; with names or --all, only those on it
+A selection that matches nothing is an error (exit 2), and nothing is done.
+"""
 
 
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("names", nargs=-1),
-        click.option("--all", "all_vms", is_flag=True, help="Every VM in local state."),
-        click.option("--provider", "provider_id", help="Only VMs on this provider."),
+        click.option(
+            "--all", "all_vms", is_flag=True, help="Every VM in local state (not with names)."
+        ),
+        click.option(
+            "--provider", "provider_id", help="Only VMs on this provider (narrows names too)."
+        ),
         click.option(
             "--concurrency",
             type=click.IntRange(1, 500),
@@ -337,17 +345,21 @@ def _act(
     timeout: float | None,
     as_json: bool,
     confirm: Callable[[list[str]], None] | None = None,
+    force: bool = False,
 ) -> BulkReport | None:
     """Run one bulk action and render its report; the root group maps the report
     to the exit code (0, 1 all failed, 3 partly failed, 130 interrupted)."""
     from requestor.cli import render
-    from requestor.services.actions import Action, BulkReport, act
+    from requestor.services.actions import Action, BulkReport, act, check_selection
 
+    check_selection(names, all_vms=all_vms, provider_id=provider_id)  # before anything
     action = Action(action_name)
     report = BulkReport(action)
     bar = render.BulkProgress(app.err_console, action.value)
 
-    def selected(chosen: list[str]) -> None:
+    def selected(chosen: list[str], note: str | None) -> None:
+        if note is not None:
+            render.selection_note(app.err_console, note)
         if confirm is not None:
             confirm(chosen)
         if not as_json and len(chosen) > 1:
@@ -364,6 +376,7 @@ def _act(
                 all_vms=all_vms,
                 provider_id=provider_id,
                 concurrency=concurrency,
+                force=force,
                 on_selected=selected,
                 on_outcome=bar.advance,
             ),
@@ -389,33 +402,62 @@ def _act(
     return done
 
 
-@vm.command()
+@vm.command(help="Start stopped VMs.\n" + SELECTION_HELP)
 @_selection_options
 @pass_app
 def start(app: AppContext, /, **selection: Any) -> BulkReport | None:
-    """Start stopped VMs: NAME..., shell globs ('web-*'), --all or --provider."""
     return _act(app, "start", **selection)
 
 
-@vm.command()
+@vm.command(help="Stop VMs.\n" + SELECTION_HELP)
 @_selection_options
 @pass_app
 def stop(app: AppContext, /, **selection: Any) -> BulkReport | None:
-    """Stop VMs: NAME..., shell globs ('web-*'), --all or --provider."""
     return _act(app, "stop", **selection)
 
 
-@vm.command()
+@vm.command(help="Destroy VMs for good (asks first; --yes to skip).\n" + SELECTION_HELP)
 @_selection_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def destroy(app: AppContext, /, yes: bool, **selection: Any) -> BulkReport | None:
-    """Destroy VMs for good: NAME..., shell globs ('web-*'), --all or --provider."""
+    from requestor.cli.render import confirm
 
-    from requestor.cli.render import confirm_destroy
-
-    def confirm(names: list[str]) -> None:
+    def ask(names: list[str]) -> None:
         if not yes:
-            confirm_destroy(names)
+            confirm("destroy", names, "This cannot be undone")
 
-    return _act(app, "destroy", confirm=confirm, **selection)
+    return _act(app, "destroy", confirm=ask, **selection)
+
+
+@vm.command(
+    help="Remove VMs from local state only, once their provider no longer holds them.\n"
+    "\n"
+    "Each VM's provider is asked first: a VM it still holds, or a provider that does\n"
+    "not answer, is refused (destroy it, or --force). Several VMs, a glob, --all or\n"
+    "--provider ask for confirmation (--yes to skip).\n" + SELECTION_HELP
+)
+@_selection_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Forget without asking the providers (each may keep the VM running and billing).",
+)
+@pass_app
+def forget(app: AppContext, /, yes: bool, force: bool, **selection: Any) -> BulkReport | None:
+    from requestor.cli.render import confirm
+    from requestor.services.actions import is_glob
+
+    # Only one VM named exactly goes without a question.
+    wide = bool(
+        selection["all_vms"]
+        or selection["provider_id"] is not None
+        or any(is_glob(name) for name in selection["names"])
+    )
+
+    def ask(names: list[str]) -> None:
+        if (wide or len(names) > 1) and not yes:
+            confirm("forget", names, "golem will no longer track them")
+
+    return _act(app, "forget", confirm=ask, force=force, **selection)

@@ -31,6 +31,10 @@ from requestor.errors import ConfigError
 from requestor.statefiles import create_private_file, private_dir
 
 BUSY_TIMEOUT_MS = 30_000
+# A write that records what a provider already did waits this long for the lock,
+# then fails, so that the command can say what happened instead of hanging 30 s.
+RECORD_BUSY_TIMEOUT_MS = 3_000
+_BUSY_MS = "golem_busy_ms"
 _BEGIN_MODE = "golem_begin"
 
 
@@ -74,8 +78,11 @@ def create_engine(db_path: Path) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(_BEGIN_MODE, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        options = connection.get_execution_options()
+        # Set at every BEGIN: a pooled connection must not keep another write's wait.
+        busy_ms = int(options.get(_BUSY_MS, BUSY_TIMEOUT_MS))
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {busy_ms}")
+        connection.exec_driver_sql(f"BEGIN {options.get(_BEGIN_MODE, 'DEFERRED')}")
 
     return engine
 
@@ -94,6 +101,13 @@ class Database:
         )
         self._write_sessions = async_sessionmaker(
             self.engine.execution_options(**{_BEGIN_MODE: "IMMEDIATE"}),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+        self._record_sessions = async_sessionmaker(
+            self.engine.execution_options(
+                **{_BEGIN_MODE: "IMMEDIATE", _BUSY_MS: RECORD_BUSY_TIMEOUT_MS}
+            ),
             expire_on_commit=False,
             autoflush=False,
         )
@@ -126,12 +140,16 @@ class Database:
                     yield session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
+    async def write(self, *, after_remote: bool = False) -> AsyncIterator[AsyncSession]:
         """A short write transaction (``BEGIN IMMEDIATE``), committed on exit.
 
+        ``after_remote``: the write records what a provider already did; it waits
+        only ``RECORD_BUSY_TIMEOUT_MS`` for another process's lock, then raises
+        ``DatabaseLockedError`` for the caller to say what was not recorded.
         Never hold one across a network call.
         """
-        async with self._write_turn, self._write_sessions() as session:
+        sessions = self._record_sessions if after_remote else self._write_sessions
+        async with self._write_turn, sessions() as session:
             with translate_errors(self.path):
                 async with session.begin():
                     yield session

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import DatabaseError, OperationalError
 
-from requestor.errors import StateError
+from requestor.errors import DatabaseLockedError, StateError
 
 
 @contextmanager
@@ -33,7 +33,7 @@ def _is_file_error(error: DatabaseError) -> bool:
 def _database_error(db_path: Path, error: DatabaseError) -> StateError:
     text = str(error.orig) if error.orig is not None else str(error)
     if "locked" in text or "busy" in text:
-        return StateError(
+        return DatabaseLockedError(
             f"The database {db_path} stayed locked by another golem process",
             hint="Wait for other golem commands to finish, then try again.",
         )

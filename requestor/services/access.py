@@ -18,6 +18,7 @@ the bulk commands (which call ``sync_ssh_config``) never load asyncssh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -213,6 +214,8 @@ class Access:
     target: Target
     _stack: AsyncExitStack = field(repr=False)
     _db: Database | None = field(default=None, repr=False)
+    # Set once SSH let us in: the VM runs, whatever status local state had.
+    connected: bool = field(default=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -241,7 +244,7 @@ class Access:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                return await connect_once(
+                connection = await connect_once(
                     target.endpoint,
                     max(1.0, min(CONNECT_TIMEOUT, remaining)),
                     first_use=self._pin_first_key,
@@ -266,6 +269,16 @@ class Access:
                     on_wait()
                 waiting = True
                 await asyncio.sleep(RETRY_INTERVAL)
+            else:
+                self.connected = True
+                return connection
+
+    async def record_seen_running(self) -> None:
+        """After the session: a VM that SSH let us into runs, so a status that says
+        otherwise (creating, unreachable, stopped, error...) is corrected. Written
+        only when it needs changing, so the usual SSH path opens no ORM."""
+        if self.connected and self.target.status is not VMStatus.RUNNING:
+            await self._record_status(VMStatus.RUNNING)
 
     async def _pin_first_key(self, line: str) -> None:
         from requestor.db import repository
@@ -387,16 +400,25 @@ async def open_access(settings: Settings, name: str) -> AsyncIterator[Access]:
         if snapshot is not None:
             if not snapshot.vms:
                 raise VMNotFoundError(name)
-            yield Access(settings, target_of(VMView(**snapshot.vms[0]), settings), stack)
-            return
-        from requestor.db import repository
-        from requestor.db.engine import Database
-        from requestor.services.views import vm_view
+            access = Access(settings, target_of(VMView(**snapshot.vms[0]), settings), stack)
+        else:
+            from requestor.db import repository
+            from requestor.db.engine import Database
+            from requestor.services.views import vm_view
 
-        db = await stack.enter_async_context(Database(settings.db_path))
-        async with db.read() as session:
-            vm = vm_view(await repository.get_vm(session, name))
-        yield Access(settings, target_of(vm, settings), stack, db)
+            db = await stack.enter_async_context(Database(settings.db_path))
+            async with db.read() as session:
+                vm = vm_view(await repository.get_vm(session, name))
+            access = Access(settings, target_of(vm, settings), stack, db)
+        try:
+            yield access
+        except Exception:
+            # A failure after SSH let us in (a copy refused, a dropped session)
+            # still showed the VM running; the failure itself is what to report.
+            with contextlib.suppress(GolemError):
+                await access.record_seen_running()
+            raise
+        await access.record_seen_running()
 
 
 async def provider_answers(api_url: str) -> bool:

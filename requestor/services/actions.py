@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from requestor.db import repository
 from requestor.db.models import VM
 from requestor.errors import (
+    DatabaseLockedError,
     GolemError,
     InputError,
+    NothingMatchedError,
     ProviderRefusedError,
-    ProviderUnavailableError,
+    UnrecordedActionsError,
     VMGoneError,
-    VMNotFoundError,
 )
 from requestor.services.access import sync_ssh_config
 from requestor.services.provider import ProviderClient, ProviderUnreachable
@@ -39,8 +40,38 @@ from requestor.wire.models import Advertisement, VMInfo
 
 
 _GLOB_CHARS = set("*?[")
+
+
+def is_glob(pattern: str) -> bool:
+    """Whether a name given on the command line is a shell glob ('web-*')."""
+    return bool(_GLOB_CHARS & set(pattern))
+
+
 # How long refresh waits for the SSH of a crashed create it completes, to pin its key.
 FIRST_PIN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The VMs a selection chose, oldest first, and a note when ``--provider``
+    left out some of the VMs named (for the user, on stderr)."""
+
+    vms: list[VM]
+    note: str | None = None
+
+
+def check_selection(names: Sequence[str], *, all_vms: bool, provider_id: str | None) -> None:
+    """Refuse a selection that is ambiguous or empty, before anything is read or done."""
+    if names and all_vms:
+        raise InputError(
+            "Name VMs or use --all, not both",
+            "Drop --all to act on the VMs named, or drop the names to act on every VM.",
+        )
+    if not names and not all_vms and provider_id is None:
+        raise InputError(
+            "Name at least one VM, or use --all or --provider ID",
+            "See your VMs with 'golem vm list'.",
+        )
 
 
 async def select_vms(
@@ -49,34 +80,55 @@ async def select_vms(
     *,
     all_vms: bool = False,
     provider_id: str | None = None,
-) -> list[VM]:
-    """The VMs named (exact names or shell globs), all of them, or one provider's.
+) -> Selection:
+    """The VMs chosen by the one selection grammar of every command that acts on VMs.
 
-    Every name must resolve before anything is done, so a typo changes nothing.
+    ``names`` are exact names or shell globs, each of which must match; ``all_vms``
+    is every VM (never together with names); ``provider_id`` alone is that
+    provider's VMs, and with names or ``all_vms`` narrows them to that provider.
+    Anything that matches nothing (an unknown name, an unmatched glob, a provider
+    with no VMs) raises ``NothingMatchedError`` before anything is done; only
+    ``--all`` on an empty local state selects nothing without an error.
     """
+    check_selection(names, all_vms=all_vms, provider_id=provider_id)
     async with services.db.read() as session:
         everything = await repository.list_vms(session)
-    if not names and not all_vms and provider_id is None:
-        raise InputError("Name at least one VM, or use --all", "See your VMs with 'golem vm list'.")
     by_name = {vm.name: vm for vm in everything}
     chosen: dict[str, VM] = {}
-    if all_vms or (not names and provider_id is not None):
+    if all_vms or not names:
         chosen.update(by_name)
+    unmatched: list[str] = []
     for pattern in names:
-        if _GLOB_CHARS & set(pattern):
+        if is_glob(pattern):
             matches = fnmatch.filter(by_name, pattern)
-            if not matches:
-                raise InputError(
-                    f"No VM matches {clean(pattern, 80)!r}", "See your VMs with 'golem vm list'."
-                )
-            chosen.update((name, by_name[name]) for name in matches)
-        elif pattern in by_name:
-            chosen[pattern] = by_name[pattern]
         else:
-            raise VMNotFoundError(pattern)
+            matches = [pattern] if pattern in by_name else []
+        if not matches:
+            unmatched.append(pattern)
+        chosen.update((name, by_name[name]) for name in matches)
+    if unmatched:
+        shown = ", ".join(
+            f"no VM matches {clean(p, 80)!r}" if is_glob(p) else clean(p, 80) for p in unmatched
+        )
+        raise NothingMatchedError(f"VM not found in local database: {shown}")
+    note = None
     if provider_id is not None:
-        chosen = {n: vm for n, vm in chosen.items() if vm.provider_id == provider_id}
-    return sorted(chosen.values(), key=lambda vm: (vm.created_at, vm.id))
+        on_provider = {n: vm for n, vm in chosen.items() if vm.provider_id == provider_id}
+        shown_id = clean(provider_id, 80)
+        if not on_provider:
+            if names:
+                elsewhere = ", ".join(
+                    f"{clean(n, 64)} is on {clean(vm.provider_id or vm.provider_ip, 80)}"
+                    for n, vm in list(chosen.items())[:5]
+                )
+                raise NothingMatchedError(
+                    f"None of the VMs named is on provider {shown_id} ({elsewhere})"
+                )
+            raise NothingMatchedError(f"No VM in local state is on provider {shown_id}")
+        if names and len(on_provider) < len(chosen):
+            note = f"Only VMs on provider {shown_id}: {len(on_provider)} of {len(chosen)} named"
+        chosen = on_provider
+    return Selection(sorted(chosen.values(), key=lambda vm: (vm.created_at, vm.id)), note)
 
 
 # --- actions on many VMs at once ---------------------------------------------------
@@ -87,6 +139,7 @@ class Action(enum.StrEnum):
     STOP = "stop"
     DESTROY = "destroy"
     REFRESH = "refresh"
+    FORGET = "forget"  # drop the local record, after the provider confirms the VM is gone
 
 
 class Result(enum.StrEnum):
@@ -104,6 +157,8 @@ class Outcome:
     status: VMStatus | None  # after the action; None when the VM was removed
     error: str | None = None
     hint: str | None = None
+    provider_vm_name: str | None = None  # how the provider knows it
+    note: str | None = None  # what the user must know although it worked
 
     @property
     def ok(self) -> bool:
@@ -144,6 +199,7 @@ class _Change:
     host_key: str | None = None  # a first pin, for a crashed create that refresh completed
     unreachable: bool = False  # the provider's API gave no answer at all
     moved_to: Advertisement | None = None  # the provider answers at a new address
+    record: bool = True  # False: nothing to write (a refused forget changes nothing)
 
     @property
     def changes_access(self) -> bool:
@@ -220,6 +276,7 @@ async def _perform_at(
             status,
             None if error is None else error.message,
             None if error is None else error.hint,
+            vm.provider_vm_name,
         )
 
     try:
@@ -228,6 +285,8 @@ async def _perform_at(
             return outcome(Result.DONE, None), _Change(delete=True)
         if action is Action.REFRESH:
             return await _refresh_one(services, client, vm, outcome)
+        if action is Action.FORGET:
+            return await _forget_one(client, vm, outcome)
         try:
             info = await (client.stop if action is Action.STOP else client.start)(
                 vm.provider_vm_name
@@ -268,7 +327,12 @@ async def _refresh_one(
 ) -> tuple[Outcome, _Change]:
     try:
         info = await client.get_vm(vm.provider_vm_name)
-    except ProviderUnavailableError as error:
+    except VMGoneError:
+        info = None
+    except GolemError as error:
+        # Any answer that cannot be used (none at all, a 500, malformed or oversized)
+        # tells nothing about the VM: show it unreachable, never the old status as if
+        # it were current.
         return outcome(Result.FAILED, VMStatus.UNREACHABLE, error), _Change(
             status=VMStatus.UNREACHABLE,
             error=error.message,
@@ -295,6 +359,34 @@ async def _refresh_one(
     return outcome(Result.DONE, status), change
 
 
+def _forget_refused(vm: VM, message: str) -> GolemError:
+    return GolemError(
+        message,
+        f"Destroy it with 'golem vm destroy {vm.name}', or drop the record anyway with"
+        f" 'golem vm forget {vm.name} --force' (the provider may keep it running and billing).",
+    )
+
+
+async def _forget_one(
+    client: ProviderClient, vm: VM, outcome: Callable[..., Outcome]
+) -> tuple[Outcome, _Change]:
+    """Forget a VM only once its provider says it does not hold it (any more)."""
+    try:
+        info = await client.get_vm(vm.provider_vm_name)
+    except ProviderUnreachable as error:
+        refusal = _forget_refused(vm, f"Cannot ask provider {client.label}: {error.message}")
+        return outcome(Result.FAILED, vm.status, refusal), _Change(record=False, unreachable=True)
+    except GolemError as error:
+        refusal = _forget_refused(vm, f"Cannot ask provider {client.label}: {error.message}")
+        return outcome(Result.FAILED, vm.status, refusal), _Change(record=False)
+    if info is None or info.status.value == VMStatus.DELETED:
+        return outcome(Result.DONE, None), _Change(delete=True)
+    refusal = _forget_refused(
+        vm, f"Provider {client.label} still holds this VM (status {clean(info.status.value, 20)})"
+    )
+    return outcome(Result.FAILED, VMStatus(info.status.value), refusal), _Change(record=False)
+
+
 async def first_host_key(host: str, port: int) -> str | None:
     """The key a completed create would have pinned; None when SSH does not answer
     (then the first 'golem vm ssh' pins it)."""
@@ -308,6 +400,9 @@ async def first_host_key(host: str, port: int) -> str | None:
 
 
 async def _record(services: Services, vm_id: int, change: _Change) -> None:
+    """Write one VM's result; raises DatabaseLockedError after a short wait."""
+    if not change.record:
+        return
     values: repository.VMChanges = {"last_error": change.error}
     if change.status is not None:
         values["status"] = change.status
@@ -316,7 +411,7 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
         values["ssh_port"] = change.ssh_port
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         if change.delete:
             await repository.delete_vm(session, vm_id)
             return
@@ -357,6 +452,23 @@ async def run_action(
     writes: set[asyncio.Task[None]] = set()
     relocator = _Relocator(services)
     access_changed = False
+    unrecorded: list[Outcome] = []
+    locked = False
+
+    # Writes are one at a time anyway (one writer per process); taking turns here
+    # lets each see whether an earlier one already waited for the lock in vain.
+    recording = asyncio.Lock()
+
+    async def record(vm: VM, outcome: Outcome, change: _Change) -> None:
+        nonlocal locked
+        async with recording:
+            if not locked:  # once the lock was not had in time, the others do not wait
+                try:
+                    await _record(services, vm.id, change)
+                    return
+                except DatabaseLockedError:
+                    locked = True
+            unrecorded.append(outcome)
 
     async def one(vm: VM) -> None:
         nonlocal access_changed
@@ -365,7 +477,7 @@ async def run_action(
         )
         async with bound, provider_turn:
             outcome, change = await _perform(services, action, vm, relocator)
-        write = asyncio.ensure_future(_record(services, vm.id, change))
+        write = asyncio.ensure_future(record(vm, outcome, change))
         writes.add(write)
         if change.changes_access:
             access_changed = True
@@ -402,6 +514,8 @@ async def run_action(
             # Best effort: a failure here must not replace the cancellation.
             with contextlib.suppress(GolemError):
                 await sync_ssh_config(services.settings, services.db)
+        if unrecorded:
+            raise _unrecorded(services, action, unrecorded) from None
         raise
     else:
         # Only the local database can fail here (each provider error is an
@@ -411,8 +525,44 @@ async def run_action(
             raise failures[0]
     if access_changed:
         await sync_ssh_config(services.settings, services.db)
+    if unrecorded:
+        raise _unrecorded(services, action, unrecorded)
     report.seconds = time.perf_counter() - started
     return report
+
+
+_DONE_REMOTELY = {
+    Action.START: "started",
+    Action.STOP: "stopped",
+    Action.DESTROY: "destroyed",
+}
+
+
+def _unrecorded(
+    services: Services, action: Action, outcomes: Sequence[Outcome]
+) -> UnrecordedActionsError:
+    """Which results the providers gave that local state does not hold."""
+
+    def what(outcome: Outcome) -> str:
+        name = clean(outcome.name, 64)
+        if not outcome.ok:
+            return f"{name} not {_DONE_REMOTELY.get(action, action.value + 'ed')}"
+        if action is Action.REFRESH:
+            return f"{name} is {outcome.status.value if outcome.status else 'gone'}"
+        if action is Action.FORGET:
+            return f"{name} not forgotten (its provider no longer holds it)"
+        return f"{name} {_DONE_REMOTELY[action]}"
+
+    ordered = sorted(outcomes, key=lambda o: (not o.ok, o.name))
+    shown = ", ".join(what(o) for o in ordered[:20])
+    if len(ordered) > 20:
+        shown += f", and {len(ordered) - 20} more"
+    done = sum(1 for o in outcomes if o.ok)
+    return UnrecordedActionsError(
+        f"The database {services.settings.db_path} stayed locked by another golem process,"
+        f" so {len(outcomes)} result(s) from the providers ({done} done) are not recorded:"
+        f" {shown}"
+    )
 
 
 async def list_vms(
@@ -443,13 +593,31 @@ async def list_vms(
     return listing, report
 
 
-async def forget_vms(services: Services, names: Sequence[str]) -> list[str]:
-    vms = await select_vms(services, names)
+async def forget_unchecked(services: Services, vms: Sequence[VM], report: BulkReport) -> BulkReport:
+    """``forget --force``: drop the records without asking the providers; each
+    outcome says where the VM may still run, so the user can still find it."""
+    started = time.perf_counter()
     async with services.db.write() as session:
         for vm in vms:
             await repository.delete_vm(session, vm.id)
+    for vm in vms:
+        provider = vm.provider_id or vm.provider_ip
+        report.outcomes.append(
+            Outcome(
+                vm.name,
+                provider,
+                Result.DONE,
+                None,
+                provider_vm_name=vm.provider_vm_name,
+                note=(
+                    f"provider {clean(provider, 80)} may still hold it as"
+                    f" {clean(vm.provider_vm_name, 80)}"
+                ),
+            )
+        )
     await sync_ssh_config(services.settings, services.db)
-    return [vm.name for vm in vms]
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 async def act(
@@ -461,18 +629,28 @@ async def act(
     all_vms: bool = False,
     provider_id: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
-    on_selected: Callable[[list[str]], None] = lambda _names: None,
+    force: bool = False,
+    on_selected: Callable[[list[str], str | None], None] = lambda _names, _note: None,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
 ) -> BulkReport | None:
-    """Select VMs, then ``run_action`` on them; None when nothing was selected.
+    """Select VMs (``select_vms``), then ``run_action`` on them; None when
+    ``--all`` found no VM at all.
 
-    ``on_selected`` sees the names first and may raise to stop (a confirmation
-    refused); ``report`` is filled as results arrive, also when cancelled.
+    ``on_selected`` sees the names and the selection's note first, and may raise
+    to stop (a confirmation refused); ``report`` is filled as results arrive,
+    also when cancelled. ``force`` is for FORGET alone: no provider is asked.
     """
-    vms = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
-    if not vms:
+    selection = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
+    if not selection.vms:
         return None
-    on_selected([vm.name for vm in vms])
+    on_selected([vm.name for vm in selection.vms], selection.note)
+    if action is Action.FORGET and force:
+        return await forget_unchecked(services, selection.vms, report)
     return await run_action(
-        services, action, vms, concurrency=concurrency, on_outcome=on_outcome, report=report
+        services,
+        action,
+        selection.vms,
+        concurrency=concurrency,
+        on_outcome=on_outcome,
+        report=report,
     )

@@ -17,6 +17,7 @@ from requestor.db import repository
 from requestor.db.models import VM
 from requestor.errors import (
     CreateInterruptedError,
+    DatabaseLockedError,
     GolemError,
     InsufficientResourcesError,
     NameTakenError,
@@ -24,6 +25,7 @@ from requestor.errors import (
     ProviderRefusedError,
     ProviderUnavailableError,
     SSHUnreachableError,
+    UnrecordedActionsError,
 )
 from requestor.services.access import broken_ssh_error, sync_ssh_config
 from requestor.services.installation import installation_id
@@ -156,6 +158,12 @@ async def create_vm(
 
     try:
         vm = await _deploy(services, provider, vm, key.public_key, request, progress, trace)
+    except DatabaseLockedError:
+        raise UnrecordedActionsError(
+            f"The database {services.settings.db_path} stayed locked by another golem"
+            f" process after provider {ad.provider_id} was asked to create {request.name}"
+            f" (as {vm.provider_vm_name}): what the provider did is not fully recorded"
+        ) from None
     except GolemError:
         raise
     except asyncio.CancelledError:
@@ -252,7 +260,7 @@ async def _deploy(
     progress("Fetching connection details")
     access = await provider.access(vm.provider_vm_name)
     ssh_host = services.settings.ssh_host(access.ssh_host)
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         # A refresh that ran while the provider was still creating may have
         # called it gone; it exists.
         stored = await repository.update_vm(
@@ -286,7 +294,7 @@ async def _deploy(
             f"Unable to establish SSH connection (VM may be starting up): {request.name} "
             f"was created, but its SSH did not answer within {request.ssh_wait:g} s",
         ) from None
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         stored = await repository.update_vm(
             session, vm.id, host_key=host_key, status=VMStatus.RUNNING, last_error=None
         )
@@ -323,17 +331,17 @@ async def _removed_meanwhile(provider: ProviderClient, vm: VM, name: str) -> Gol
 
 
 async def _forget_id(services: Services, vm_id: int) -> None:
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         await repository.delete_vm(session, vm_id)
 
 
 async def _note_error(services: Services, vm_id: int, message: str) -> bool:
     """Record ``message`` as the VM's last error; False if its record is gone."""
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         return await repository.update_vm(session, vm_id, last_error=message) is not None
 
 
 async def _keep_as_error(services: Services, vm_id: int, message: str) -> None:
     """The provider may hold the VM: keep the record, as ``error``, with the reason."""
-    async with services.db.write() as session:
+    async with services.db.write(after_remote=True) as session:
         await repository.update_vm(session, vm_id, status=VMStatus.ERROR, last_error=message)

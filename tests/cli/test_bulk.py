@@ -140,9 +140,9 @@ def test_selection_by_glob_names_and_provider(fleet: Fleet) -> None:
     # A typo changes nothing.
     before = fleet.local()
     result = fleet.golem("vm", "stop", "vm-001", "no-such-vm")
-    assert result.returncode == 1 and "VM not found in local database: no-such-vm" in result.stderr
+    assert result.returncode == 2 and "VM not found in local database: no-such-vm" in result.stderr
     result = fleet.golem("vm", "stop", "web-*")
-    assert result.returncode == 2 and "No VM matches 'web-*'" in result.stderr
+    assert result.returncode == 2 and "no VM matches 'web-*'" in result.stderr
     assert fleet.local() == before
 
 

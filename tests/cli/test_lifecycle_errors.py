@@ -58,9 +58,10 @@ def test_invalid_input_is_refused_before_anything(
 
 
 def test_vm_not_found(golem_env: GolemEnv, golem, env) -> None:  # type: ignore[no-untyped-def]
-    for command in ("stop", "start", "destroy"):
+    for command in ("stop", "start", "destroy", "forget"):
         result = golem("vm", command, "nope", "--yes" if command == "destroy" else "--json")
-        assert result.exit_code == 1, result.output
+        # A selection that matches nothing is bad input, as an unmatched glob is.
+        assert result.exit_code == 2, result.output
         error, hint = _error_lines(result.output)
         assert error == "Error: VM not found in local database: nope"
         assert hint == (

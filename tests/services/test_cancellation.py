@@ -31,7 +31,7 @@ async def test_a_timeout_around_a_bulk_action_cancels_it(
     settings = load_settings({**golem_env.env, **env})
     report = BulkReport(Action.STOP)
     async with open_services(settings) as services:
-        vms = await select_vms(services, [], all_vms=True)
+        vms = (await select_vms(services, [], all_vms=True)).vms
         loop = asyncio.get_running_loop()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(None) as scope:

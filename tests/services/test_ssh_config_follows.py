@@ -114,7 +114,11 @@ def test_destroy_and_forget_drop_the_entry(
     create(golem_env, env, devnet, "drop")
     golem_ok(golem_env, env, "vm", "ssh-config", "--write")
     assert_reaches(golem_env, "drop")
-    args = ("vm", "destroy", "drop", "--yes") if verb == "destroy" else ("vm", "forget", "drop")
+    args = (
+        ("vm", "destroy", "drop", "--yes")
+        if verb == "destroy"
+        else ("vm", "forget", "drop", "--force")
+    )
     golem_ok(golem_env, env, *args)
     assert entry_host(golem_env, "drop") is None
     assert "golem-drop " not in known_hosts(golem_env)

@@ -177,3 +177,14 @@ class SSHAuthError(SSHError):
 
 class HostKeyChangedError(SSHError):
     """The VM shows a host key other than the one pinned at its first connection."""
+
+
+class GolemWarning(UserWarning):
+    """Something went wrong beside a command that otherwise succeeded (e.g. the
+    written ssh config could not be refreshed). Services raise it with
+    ``warnings.warn``; the root group prints ``Warning: ...`` and the hint."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint

@@ -59,7 +59,12 @@ class Settings:
 
 def _check_url(name: str, value: str) -> str:
     """An http(s) URL with a host and a valid port, without a trailing slash."""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        raise ConfigError(
+            f"{name} is invalid: it cannot be read as a URL", hint=f"Fix or unset {name}."
+        ) from None
     problem = None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problem = "must be an http:// or https:// URL with a host"

@@ -139,6 +139,8 @@ BAD_VALUES = [
     ("DISCOVERY_URL", "127.0.0.1:9001"),
     ("DISCOVERY_URL", "ftp://127.0.0.1/"),
     ("DISCOVERY_URL", "http://"),
+    ("DISCOVERY_URL", "http://[::1"),
+    ("DISCOVERY_URL", "http://127.0.0.1:99999"),
     ("BASE_DIR", "{file}"),
     ("BASE_DIR", "{file}/below"),
     ("SSH_KEY_DIR", "{file}"),

@@ -12,7 +12,7 @@ import click
 from requestor import __version__
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.errors import ExitCode, GolemError, InputError
+from requestor.errors import ExitCode, GolemError, GolemWarning, InputError
 from requestor.text import clean
 
 ROOT_COMMANDS = {
@@ -66,6 +66,26 @@ class RootGroup(LazyGroup):
             return _not_installed(cmd_name, install)
 
     def invoke(self, ctx: click.Context) -> Any:
+        import warnings
+
+        with warnings.catch_warnings():
+            # Services report side problems with GolemWarning; they are shown as
+            # "Warning:" lines, every time, and never end the command.
+            warnings.simplefilter("always", GolemWarning)
+            shown = warnings.showwarning
+
+            def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+                if isinstance(message, GolemWarning):
+                    click.echo(f"Warning: {clean(message.message, limit=2000)}", err=True)
+                    if message.hint:
+                        click.echo(f"Solution: {clean(message.hint, limit=2000)}", err=True)
+                else:
+                    shown(message, category, *args, **kwargs)
+
+            warnings.showwarning = show
+            return self._invoke_mapping_errors(ctx)
+
+    def _invoke_mapping_errors(self, ctx: click.Context) -> Any:
         try:
             result = super().invoke(ctx)
             # Output problems (a closed pipe, a full disk) surface here rather

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 from requestor.errors import (
     PROVIDER_GONE_MESSAGE,
     GolemError,
+    GolemWarning,
     ProviderUnavailableError,
     SSHAuthError,
     SSHError,
@@ -52,6 +55,10 @@ PROVIDER_QUERY_TIMEOUT = 5.0
 REPIN_TIMEOUT = 10.0  # fetching the key to re-pin: one handshake, nothing to wait for
 
 
+# One connection attempt's bound when little or no waiting time is left.
+MIN_ATTEMPT_S = 3.0
+
+
 # --- the written ssh config follows local state -------------------------------------
 
 
@@ -72,9 +79,27 @@ async def sync_ssh_config(settings: Settings, db: Database) -> None:
     from requestor.db import repository
     from requestor.services.views import vm_view
 
-    async with db.read() as session:
-        vms = [vm_view(vm) for vm in await repository.list_vms(session)]
-    sshconfig.refresh_written(settings, vms)
+    try:
+        # Two golem processes rewriting at once must not let the older snapshot
+        # land last (a pin missing from known_hosts makes OpenSSH refuse the VM).
+        lock_fd = await asyncio.to_thread(sshconfig.lock, settings.ssh_key_dir)
+        try:
+            async with db.read() as session:
+                vms = [vm_view(vm) for vm in await repository.list_vms(session)]
+            sshconfig.refresh_written(settings, vms)
+        finally:
+            os.close(lock_fd)
+    except (OSError, GolemError) as error:
+        # The state change it follows is committed: a full disk or a read-only
+        # folder must not turn it into a failed command. Say so and go on.
+        reason = error.message if isinstance(error, GolemError) else error.strerror or str(error)
+        warnings.warn(
+            GolemWarning(
+                f"golem's ssh config in {settings.ssh_key_dir} was not updated: {reason}",
+                "Run 'golem vm ssh-config --write' once the folder is writable again.",
+            ),
+            stacklevel=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -246,7 +271,9 @@ class Access:
             try:
                 connection = await connect_once(
                     target.endpoint,
-                    max(1.0, min(CONNECT_TIMEOUT, remaining)),
+                    # At least a few seconds even with --no-wait: a handshake
+                    # on a busy machine or a far provider can take over 1 s.
+                    max(MIN_ATTEMPT_S, min(CONNECT_TIMEOUT, remaining)),
                     first_use=self._pin_first_key,
                 )
             except BrokenSSHServer as error:

@@ -511,9 +511,7 @@ async def run_action(
                 )
         report.seconds = time.perf_counter() - started
         if access_changed:
-            # Best effort: a failure here must not replace the cancellation.
-            with contextlib.suppress(GolemError):
-                await sync_ssh_config(services.settings, services.db)
+            await sync_ssh_config(services.settings, services.db)  # never raises
         if unrecorded:
             raise _unrecorded(services, action, unrecorded) from None
         raise
@@ -521,10 +519,11 @@ async def run_action(
         # Only the local database can fail here (each provider error is an
         # outcome); every other VM has finished and been recorded by now.
         failures = [r for r in results if isinstance(r, BaseException)]
+        if access_changed:
+            # Also when a write failed: what did change must reach the config.
+            await sync_ssh_config(services.settings, services.db)  # never raises
         if failures:
             raise failures[0]
-    if access_changed:
-        await sync_ssh_config(services.settings, services.db)
     if unrecorded:
         raise _unrecorded(services, action, unrecorded)
     report.seconds = time.perf_counter() - started

@@ -42,9 +42,15 @@ def _loader_cache() -> tuple[str, ...]:
     return ()
 
 
+_stdlib_find_library = ctypes.util.find_library
+
+
 def _find_in_loader_cache(name: str) -> str | None:
+    sonames = _loader_cache()
+    if not sonames:  # no ldconfig (macOS, musl): the stdlib's own ways
+        return _stdlib_find_library(name)
     prefix = f"lib{name}.so"
-    return next((soname for soname in _loader_cache() if soname.startswith(prefix)), None)
+    return next((soname for soname in sonames if soname.startswith(prefix)), None)
 
 
 def _import_with(find_library: Callable[[str], str | None]) -> None:

@@ -10,6 +10,7 @@ provider reusing the port of a destroyed VM) would each accept the other's key.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -147,10 +148,24 @@ def write_private(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the rename must not outrun the data on a crash
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def lock(key_dir: Path) -> int:
+    """Hold golem's ssh-config lock (blocking) and return its descriptor to close."""
+    private_dir(key_dir, "GOLEM_REQUESTOR_SSH_KEY_DIR")
+    fd = os.open(key_dir / ".ssh-config.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _selection(config: Path) -> list[str] | None:

@@ -287,6 +287,9 @@ class _Upload:
         self._report = report
         self._warn = warn
         self._files = asyncio.Semaphore(TREE_CONCURRENCY)
+        # One large file at a time: each keeps SFTP_BYTES_IN_FLIGHT in flight on the
+        # one channel, so 16 at once queued ~512 MiB in asyncssh's send buffer.
+        self._large = asyncio.Semaphore(1)
         self._tasks: asyncio.TaskGroup | None = None
         # Folders in the order made: their modes and times are set once everything
         # is in them, deepest first, so a read-only folder can still be filled.
@@ -305,7 +308,8 @@ class _Upload:
                 src = os.fsencode(source)
                 dst = posixpath.join(named, os.path.basename(src)) if into else named
                 await self._entry(src, dst, os.lstat(src))
-        for src, dst, st in reversed(self._folders):
+        # Appended after their contents (post-order): deepest first already.
+        for src, dst, st in self._folders:
             await self._named(src, dst, self._sftp.setstat(dst, _preserved(st)))
 
     async def _named(self, src: bytes, dst: bytes, request: Awaitable[T]) -> T:
@@ -353,22 +357,26 @@ class _Upload:
             self._files.release()
 
     async def _send(self, src: bytes, dst: bytes, st: os.stat_result) -> None:
-        if st.st_size >= SMALL_FILE:
-            await self._sftp.put(
-                src,
-                dst,
-                preserve=True,
-                recurse=False,
-                follow_symlinks=False,
-                progress_handler=self._report,
-                block_size=SFTP_BLOCK_SIZE,
-                max_requests=sftp_max_requests(self._sftp.limits.max_write_len),
-            )
+        data = None
+        if st.st_size < SMALL_FILE:
+            # Blocking, as asyncssh's own local file access is: under SMALL_FILE
+            # bytes, usually in the page cache, and nothing else waits on this loop.
+            # At most SMALL_FILE + 1 bytes: a file that grew since lstat goes below.
+            with open(src, "rb") as handle:  # noqa: ASYNC230
+                data = handle.read(SMALL_FILE + 1)
+        if data is None or len(data) > SMALL_FILE:
+            async with self._large:
+                await self._sftp.put(
+                    src,
+                    dst,
+                    preserve=True,
+                    recurse=False,
+                    follow_symlinks=False,
+                    progress_handler=self._report,
+                    block_size=SFTP_BLOCK_SIZE,
+                    max_requests=sftp_max_requests(self._sftp.limits.max_write_len),
+                )
             return
-        # Blocking, as asyncssh's own local file access is: under SMALL_FILE
-        # bytes, usually in the page cache, and nothing else waits on this loop.
-        with open(src, "rb") as handle:  # noqa: ASYNC230
-            data = handle.read()
         remote = await self._sftp.open(dst, "wb", encoding=None)
         try:
             if data:
@@ -425,6 +433,9 @@ class _Download:
         # written); the files it finds are fetched TREE_CONCURRENCY at a time, and
         # the walk waits for a free slot, so a huge tree is never all in memory.
         self._files = asyncio.Semaphore(TREE_CONCURRENCY)
+        # One large file at a time: each keeps SFTP_BYTES_IN_FLIGHT in flight on the
+        # one channel, so 16 at once queued ~512 MiB in asyncssh's send buffer.
+        self._large = asyncio.Semaphore(1)
         self._tasks: asyncio.TaskGroup | None = None
 
     async def run(self, sources: Sequence[str], destination: str) -> None:

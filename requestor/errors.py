@@ -143,6 +143,24 @@ class InsufficientResourcesError(NetworkError):
     )
 
 
+class PaymentRequiredError(NetworkError):
+    """The provider creates VMs only against a payment stream, which golem cannot open yet."""
+
+    default_hint = (
+        "Choose another provider ('golem vm providers' marks the ones that require "
+        "payment), or leave out --provider-id: the automatic choice skips providers "
+        "that require payment."
+    )
+
+
+class ProviderIdentityError(NetworkError):
+    """The node at an advertised address says it is another provider."""
+
+    default_hint = (
+        "The advertisement points at someone else's provider: choose a different provider."
+    )
+
+
 class UnsupportedOperationError(NetworkError):
     """The provider lacks a route (e.g. many deployed providers cannot start a VM)."""
 

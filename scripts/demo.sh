@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, end to end, with no network: a local devnet, then providers,
-# create, ssh, list, stop/start and destroy through the real `golem` command.
+# The main job, end to end, with no network: a local devnet with one legacy and
+# one current-generation provider, then providers, create on each, ssh, list,
+# stop/start and destroy through the real `golem` command.
 # Everything runs on loopback (127.0.0.0/8) in a throwaway folder.
 set -euo pipefail
 
@@ -22,8 +23,8 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
 # A random loopback block, so the demo does not collide with a devnet already up.
 block="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1))"
-step "golem devnet up --providers 3 --state-dir $state/devnet &"
-golem devnet up --providers 3 --state-dir "$state/devnet" \
+step "golem devnet up --providers 2 --current 1 --state-dir $state/devnet &"
+golem devnet up --providers 2 --current 1 --state-dir "$state/devnet" \
     --base-address "$block.11" --discovery-port 9001 >"$state/devnet.out" 2>"$state/devnet.err" &
 devnet_pid=$!
 for _ in $(seq 1 100); do
@@ -36,15 +37,17 @@ cat "$state/devnet/env"
 # shellcheck disable=SC1091
 source "$state/devnet/env"
 
-step "golem vm providers"
-golem vm providers
+step "golem vm providers --cpu 2 --memory 4 --storage 20 --sort price"
+golem vm providers --cpu 2 --memory 4 --storage 20 --sort price
 
-provider=$(golem vm providers --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["provider_id"])')
-step "golem vm create my-webserver --provider-id $provider --cpu 2 --memory 4 --storage 20"
-golem vm create my-webserver --provider-id "$provider" --cpu 2 --memory 4 --storage 20
+pick() { golem vm providers --json | python3 -c "import json,sys; print(next(p['provider_id'] for p in json.load(sys.stdin) if p['generation'] == '$1'))"; }
+legacy=$(pick legacy)
+current=$(pick current)
+step "golem vm create my-webserver --provider-id $legacy --cpu 2 --memory 4 --storage 20   # legacy provider"
+golem vm create my-webserver --provider-id "$legacy" --cpu 2 --memory 4 --storage 20
 
-step "golem vm create my-database --cpu 1 --memory 2 --storage 10   # golem picks the provider"
-golem vm create my-database --cpu 1 --memory 2 --storage 10
+step "golem vm create my-database --provider-id $current --cpu 1 --memory 2 --storage 10   # current provider: async create"
+golem vm create my-database --provider-id "$current" --cpu 1 --memory 2 --storage 10
 
 step "golem vm ssh my-webserver -- 'echo \"hello from the VM, in \$PWD\"; uname -sr'"
 golem vm ssh my-webserver -- 'echo "hello from the VM, in $PWD"; uname -sr'
@@ -52,12 +55,17 @@ golem vm ssh my-webserver -- 'echo "hello from the VM, in $PWD"; uname -sr'
 step "golem vm list"
 golem vm list
 
-step "golem vm stop my-database"
-golem vm stop my-database
+step "golem vm stop my-webserver"
+golem vm stop my-webserver
 step "golem vm list --refresh"
 golem vm list --refresh
-step "golem vm start my-database"
-golem vm start my-database
+step "golem vm start my-webserver"
+golem vm start my-webserver
+
+step "golem vm stop my-database </dev/null   # its provider cannot start it again: golem asks first"
+golem vm stop my-database </dev/null || echo "(exit $?: nothing stopped)"
+step "golem vm stop my-database --yes"
+golem vm stop my-database --yes
 
 step "golem vm destroy --all --yes"
 golem vm destroy --all --yes

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
     from rich.status import Status
 
     from requestor.services.actions import BulkReport, Outcome
+    from requestor.services.capabilities import Capabilities
     from requestor.services.create import CreateResult
     from requestor.services.provider_search import ProviderListing
     from requestor.services.views import OrphanView, VMListing, VMView
+    from requestor.wire.models import MonthlyPrice, Pricing
 
 RULE_WIDTH = 48
 _STATUS_STYLE = {
@@ -76,9 +78,59 @@ def status_text(status: VMStatus) -> Text:
 # --- providers -------------------------------------------------------------------
 
 
+UNKNOWN = "unknown"
+
+
+def _amount(value: float) -> str:
+    return f"{value:.2f}" if value >= 0.01 or value == 0 else f"{value:.4f}"
+
+
+def price_text(price: MonthlyPrice | None, separator: str = " / ") -> str:
+    """``12.50 USD / 50.00 GLM``; ``unknown`` when the provider gives no price (never 0)."""
+    if price is None:
+        return UNKNOWN
+    parts = [
+        f"{_amount(v)} {unit}"
+        for v, unit in ((price.usd, "USD"), (price.glm, "GLM"))
+        if v is not None
+    ]
+    return separator.join(parts) or UNKNOWN
+
+
+def unit_prices_text(pricing: Pricing | None) -> str:
+    """Per core, GB of memory and GB of storage per month, one line per currency given."""
+    if pricing is None:
+        return UNKNOWN
+    parts = []
+    for unit in ("usd", "glm"):
+        values = [
+            getattr(pricing, f"{unit}_per_{what}_month")
+            for what in ("core", "gb_ram", "gb_storage")
+        ]
+        if any(v is not None for v in values):
+            shown = "/".join(UNKNOWN if v is None else _amount(v) for v in values)
+            parts.append(f"{shown} {unit.upper()}")
+    return "\n".join(parts) or UNKNOWN
+
+
+def _yes_no(value: bool | None) -> str:
+    return "?" if value is None else ("yes" if value else "no")
+
+
+def _payment_text(capabilities: Capabilities | None) -> Text:
+    if capabilities is None:
+        return Text("?", style="dim")
+    if capabilities.requires_payment:
+        return Text("required", style="yellow")
+    return Text("no")
+
+
 def providers(console: Console, listing: ProviderListing) -> None:
     views = listing.providers
-    table = _plain_table("Provider ID", "Country", "CPU", "Memory", "Storage", "Status")
+    base = ["Provider ID", "Country", "CPU", "Memory", "Storage"]
+    extra = ["Price/month", *(["Size/month"] if listing.size is not None else []), "Payment"]
+    extra.append("Restart")
+    rows: list[tuple[list[Text], list[Text], Text]] = []
     for view in views:
         ad = view.advertisement
         if view.reachable is None:
@@ -87,15 +139,48 @@ def providers(console: Console, listing: ProviderListing) -> None:
             state = Text(f"● online {view.latency_ms or 0:.0f} ms", style="green")
         else:
             state = Text("○ offline", style="red")
-        table.add_row(
+        resources = [
             safe(ad.provider_id, 66),
             Text(f"🌍 {clean(ad.country or '??', 8)}"),
             Text(f"💻 {ad.resources.cpu}"),
             Text(f"🧠 {ad.resources.memory}GB"),
             Text(f"💾 {ad.resources.storage}GB"),
-            state,
-        )
+        ]
+        offer = [Text(unit_prices_text(ad.pricing))]
+        if listing.size is not None:
+            offer.append(Text(price_text(view.size_price(listing.size), "\n")))
+        capabilities = view.capabilities
+        offer += [
+            _payment_text(capabilities),
+            Text(_yes_no(None if capabilities is None else capabilities.can_start)),
+        ]
+        rows.append((resources, offer, state))
+
+    table = _plain_table(*base, *extra, "Status")
+    for resources, offer, state in rows:
+        table.add_row(*resources, *offer, state)
+    second: Table | None = None
+    natural = console.measure(table, options=console.options.update_width(100_000))
+    if natural.maximum > console.width:
+        # Too wide for this terminal: the spec's table, then prices and support.
+        table = _plain_table(*base, "Status")
+        second = _plain_table("Provider ID", *extra)
+        for resources, offer, state in rows:
+            table.add_row(*resources, state)
+            second.add_row(resources[0], *offer)
     _framed(console, f"🌍 Available Providers ({len(views)} total)", table)
+    if second is not None:
+        console.print(second)
+        console.print("─" * min(console.measure(second).maximum, console.width), style="dim")
+    if views:
+        size = "" if listing.size is None else f" Size/month: {resources_text(*listing.size)}."
+        console.print(
+            Text(
+                f"Price/month: per core/GB RAM/GB storage.{size} Payment: required means "
+                "golem cannot use it yet. Restart: whether a stopped VM can run again.",
+                style="dim",
+            )
+        )
     for view in views:
         if view.reachable is False:
             console.print(
@@ -104,20 +189,38 @@ def providers(console: Console, listing: ProviderListing) -> None:
             )
 
 
+def price_json(price: MonthlyPrice | None) -> dict[str, float | None] | None:
+    return None if price is None else {"usd": price.usd, "glm": price.glm}
+
+
 def providers_json(listing: ProviderListing) -> list[dict[str, Any]]:
-    return [
-        {
-            "provider_id": v.advertisement.provider_id,
-            "ip_address": v.advertisement.ip_address,
-            "country": v.advertisement.country,
-            "resources": v.advertisement.resources.model_dump(),
-            "reachable": v.reachable,
-            "latency_ms": None if v.latency_ms is None else round(v.latency_ms, 1),
-            "error": v.error,
-            "updated_at": _iso(v.advertisement.updated_at),
-        }
-        for v in listing.providers
-    ]
+    rows = []
+    for v in listing.providers:
+        capabilities = v.capabilities
+        rows.append(
+            {
+                "provider_id": v.advertisement.provider_id,
+                "ip_address": v.advertisement.ip_address,
+                "country": v.advertisement.country,
+                "resources": v.advertisement.resources.model_dump(),
+                "reachable": v.reachable,
+                "latency_ms": None if v.latency_ms is None else round(v.latency_ms, 1),
+                "error": v.error,
+                "updated_at": _iso(v.advertisement.updated_at),
+                "pricing": (
+                    None
+                    if v.advertisement.pricing is None
+                    else v.advertisement.pricing.model_dump()
+                ),
+                "size_price": (
+                    None if listing.size is None else price_json(v.size_price(listing.size))
+                ),
+                "generation": None if capabilities is None else capabilities.generation,
+                "requires_payment": None if capabilities is None else capabilities.requires_payment,
+                "can_start_stopped": None if capabilities is None else capabilities.can_start,
+            }
+        )
+    return rows
 
 
 # --- VMs -------------------------------------------------------------------------
@@ -307,7 +410,11 @@ def _section(console: Console, title: str, rows: Iterable[tuple[str, str]]) -> N
 
 
 def created_json(result: CreateResult) -> dict[str, Any]:
-    return {**vm_json(result.vm), "choice_reason": result.choice_reason}
+    return {
+        **vm_json(result.vm),
+        "choice_reason": result.choice_reason,
+        "price_per_month": price_json(result.price),
+    }
 
 
 def provider_choice(err_console: Console, result: CreateResult) -> None:
@@ -333,6 +440,7 @@ def deployed(console: Console, result: CreateResult) -> None:
         [
             ("🏷️  Name     ", clean(vm.name, 64)),
             ("💻 Resources ", resources_text(vm.cpu, vm.memory, vm.storage)),
+            ("💰 Price     ", f"{price_text(result.price)} per month"),
             ("🟢 Status    ", vm.status.value),
         ],
     )
@@ -405,6 +513,33 @@ def confirm(action: str, names: Sequence[str], consequence: str) -> None:
         f"{action.capitalize()} {count} VM(s) ({shown})? {consequence}", default=False, err=True
     ):
         raise GolemError(f"Nothing {_PAST[action].lower()}.")
+
+
+def confirm_final_stop(final: Sequence[str], selected: int) -> None:
+    """Ask before a stop that cannot be undone (stderr), or refuse when stdin is
+    not a terminal: the provider of each VM in ``final`` cannot start it again."""
+    import sys
+
+    import click
+
+    from requestor.errors import GolemError, InputError
+
+    count = len(final)
+    shown = ", ".join(clean(n, 64) for n in final[:5]) + (", …" if count > 5 else "")
+    what = (
+        f"{count} of the {selected} selected VMs ({shown}) are" if selected > 1 else f"{shown} is"
+    )
+    warning = (
+        f"{what} on a provider that cannot start a stopped VM: once stopped, "
+        f"{'they' if count > 1 else 'it'} can never run again"
+    )
+    if not sys.stdin.isatty():
+        raise InputError(
+            f"Refusing to stop without confirmation: {warning}",
+            "Pass --yes to confirm when not at a terminal, or destroy the VM when done with it.",
+        )
+    if not click.confirm(f"{warning}. Stop anyway?", default=False, err=True):
+        raise GolemError("Nothing stopped.")
 
 
 def nothing_selected(err_console: Console, as_json: bool) -> None:

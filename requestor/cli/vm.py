@@ -33,6 +33,10 @@ VM_LAZY_COMMANDS: dict[str, str] = {
 
 pass_app = click.make_pass_decorator(AppContext)
 
+# `vm providers --sort` keys: the rankings are services/provider_search.py's SORT_KEYS
+# (a test keeps the two equal; naming them here keeps --help free of aiohttp).
+PROVIDER_SORT_KEYS = ("price",)
+
 
 def run_with_services(
     app: AppContext, work: Callable[[Services], Awaitable[T]], **options: Any
@@ -77,6 +81,12 @@ def vm() -> None:
 @click.option("--country", help="Two-letter country code (ISO 3166-1 alpha-2), e.g. SE.")
 @click.option("--reachable-only", is_flag=True, help="Hide providers that do not answer.")
 @click.option("--no-probe", is_flag=True, help="Do not check whether providers answer.")
+@click.option(
+    "--sort",
+    type=click.Choice(PROVIDER_SORT_KEYS),
+    help="Order by: price (of the --cpu/--memory/--storage size, else the smallest VM; "
+    "unknown prices last).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
 @pass_app
 def providers(
@@ -87,9 +97,10 @@ def providers(
     country: str | None,
     reachable_only: bool,
     no_probe: bool,
+    sort: str | None,
     as_json: bool,
 ) -> None:
-    """List providers with free resources, and whether each answers now."""
+    """List providers with free resources, prices, and whether each answers now."""
     from requestor.cli import render
     from requestor.services.provider_search import (
         PROBE_CONCURRENCY,
@@ -114,6 +125,7 @@ def providers(
             country=country,
             probe=not no_probe,
             reachable_only=reachable_only,
+            sort=sort,
         )
 
     if as_json:
@@ -346,6 +358,7 @@ def _act(
     as_json: bool,
     confirm: Callable[[list[str]], None] | None = None,
     force: bool = False,
+    confirm_final_stop: Callable[[list[str], int], None] | None = None,
 ) -> BulkReport | None:
     """Run one bulk action and render its report; the root group maps the report
     to the exit code (0, 1 all failed, 3 partly failed, 130 interrupted)."""
@@ -379,6 +392,7 @@ def _act(
                 force=force,
                 on_selected=selected,
                 on_outcome=bar.advance,
+                on_final_stop=confirm_final_stop,
             ),
             concurrency=concurrency,
             call_timeout=timeout,
@@ -409,11 +423,24 @@ def start(app: AppContext, /, **selection: Any) -> BulkReport | None:
     return _act(app, "start", **selection)
 
 
-@vm.command(help="Stop VMs.\n" + SELECTION_HELP)
+@vm.command(
+    help="Stop VMs (asks first where the provider cannot start them again; --yes to skip).\n"
+    + SELECTION_HELP
+)
 @_selection_options
+@click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask before a stop its provider cannot undo."
+)
 @pass_app
-def stop(app: AppContext, /, **selection: Any) -> BulkReport | None:
-    return _act(app, "stop", **selection)
+def stop(app: AppContext, /, yes: bool, **selection: Any) -> BulkReport | None:
+    # Some providers cannot start a stopped VM again: golem asks first (--yes to skip).
+    from requestor.cli.render import confirm_final_stop
+
+    def confirm(final: list[str], selected: int) -> None:
+        if not yes:
+            confirm_final_stop(final, selected)
+
+    return _act(app, "stop", confirm_final_stop=confirm, **selection)
 
 
 @vm.command(help="Destroy VMs for good (asks first; --yes to skip).\n" + SELECTION_HELP)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -20,7 +21,15 @@ from sqlalchemy.types import TypeDecorator
 
 from requestor.status import VMStatus
 
-__all__ = ["VM", "Base", "LegacyRejectedVM", "Provider", "VMStatus", "utcnow"]
+__all__ = [
+    "VM",
+    "Base",
+    "LegacyRejectedVM",
+    "Provider",
+    "ProviderCapabilities",
+    "VMStatus",
+    "utcnow",
+]
 
 # Named constraints keep batch migrations on SQLite reproducible.
 NAMING_CONVENTION = {
@@ -69,6 +78,25 @@ class Provider(Base):
     memory: Mapped[int | None] = mapped_column(Integer)
     storage: Mapped[int | None] = mapped_column(Integer)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ProviderCapabilities(Base):
+    """What the provider node at an address supports, as golem last detected it.
+
+    Keyed by the address golem calls (not the advertised id: the identity check
+    compares the two). Trusted for a short time only (``services/capabilities.py``).
+    """
+
+    __tablename__ = "provider_capabilities"
+
+    ip_address: Mapped[str] = mapped_column(String(100), primary_key=True)
+    # What /provider/info said; None: the node has no such route (legacy generation).
+    reported_provider_id: Mapped[str | None] = mapped_column(String(256))
+    async_create: Mapped[bool] = mapped_column(Boolean)
+    # None: not known (legacy providers may or may not have the start route).
+    can_start: Mapped[bool | None] = mapped_column(Boolean)
+    payment_address: Mapped[str | None] = mapped_column(String(256))
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class VM(Base):

@@ -9,7 +9,14 @@ from typing import TypedDict, Unpack
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from requestor.db.models import VM, LegacyRejectedVM, Provider, VMStatus, utcnow
+from requestor.db.models import (
+    VM,
+    LegacyRejectedVM,
+    Provider,
+    ProviderCapabilities,
+    VMStatus,
+    utcnow,
+)
 from requestor.errors import VMNotFoundError
 from requestor.wire.models import Advertisement
 
@@ -111,3 +118,37 @@ async def ensure_provider(session: AsyncSession, provider_id: str, ip_address: s
     if await session.get(Provider, provider_id) is None:
         session.add(Provider(provider_id=provider_id, ip_address=ip_address))
         await session.flush()
+
+
+async def find_capabilities(session: AsyncSession, ip_address: str) -> ProviderCapabilities | None:
+    return await session.get(ProviderCapabilities, ip_address)
+
+
+async def store_capabilities(
+    session: AsyncSession,
+    ip_address: str,
+    *,
+    reported_provider_id: str | None,
+    async_create: bool,
+    can_start: bool | None,
+    payment_address: str | None,
+) -> None:
+    row = await session.get(ProviderCapabilities, ip_address)
+    if row is None:
+        row = ProviderCapabilities(ip_address=ip_address, async_create=async_create)
+        session.add(row)
+    row.reported_provider_id = reported_provider_id
+    row.async_create = async_create
+    row.can_start = can_start
+    row.payment_address = payment_address
+    row.detected_at = utcnow()
+
+
+async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
+    """Keeps the detection's age: this is one more fact about it, not a new one."""
+    row = await session.get(ProviderCapabilities, ip_address)
+    if row is None:
+        # Not detected yet: a synchronous create works on either generation.
+        row = ProviderCapabilities(ip_address=ip_address, async_create=False)
+        session.add(row)
+    row.can_start = False

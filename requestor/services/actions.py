@@ -26,9 +26,11 @@ from requestor.errors import (
     NothingMatchedError,
     ProviderRefusedError,
     UnrecordedActionsError,
+    UnsupportedOperationError,
     VMGoneError,
 )
 from requestor.services.access import sync_ssh_config
+from requestor.services.capabilities import restart_support
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
 from requestor.services.views import VMListing, vm_view
@@ -200,6 +202,7 @@ class _Change:
     unreachable: bool = False  # the provider's API gave no answer at all
     moved_to: Advertisement | None = None  # the provider answers at a new address
     record: bool = True  # False: nothing to write (a refused forget changes nothing)
+    cannot_start: bool = False  # the provider has no start route (remembered per provider)
 
     @property
     def changes_access(self) -> bool:
@@ -252,11 +255,12 @@ async def _perform(
             access = await services.provider(ad.ip_address, vm.provider_id).access(
                 vm.provider_vm_name
             )
-            moved_change = dataclasses.replace(
-                moved_change,
-                ssh_host=services.settings.ssh_host(access.ssh_host),
-                ssh_port=access.ssh_port,
-            )
+            if access is not None:
+                moved_change = dataclasses.replace(
+                    moved_change,
+                    ssh_host=services.settings.ssh_host(access.ssh_host),
+                    ssh_port=access.ssh_port,
+                )
     return moved_outcome, dataclasses.replace(moved_change, moved_to=ad)
 
 
@@ -308,6 +312,10 @@ async def _perform_at(
         return outcome(Result.FAILED, vm.status, error), _Change(
             error=error.message, unreachable=True
         )
+    except UnsupportedOperationError as error:
+        return outcome(Result.FAILED, vm.status, error), _Change(
+            error=error.message, cannot_start=action is Action.START
+        )
     except GolemError as error:
         return outcome(Result.FAILED, vm.status, error), _Change(error=error.message)
     except Exception as error:  # isolate one VM's surprise from the others
@@ -349,6 +357,8 @@ async def _refresh_one(
         # A create interrupted before its access details were stored: finish
         # what create would have done, including the first host-key pin.
         access = await client.access(vm.provider_vm_name)
+        if access is None:  # no SSH port yet: a later refresh completes it
+            return outcome(Result.DONE, status), change
         ssh_host = services.settings.ssh_host(access.ssh_host)
         host_key = None
         if status is VMStatus.RUNNING and vm.host_key is None:
@@ -399,7 +409,7 @@ async def first_host_key(host: str, port: int) -> str | None:
         return None
 
 
-async def _record(services: Services, vm_id: int, change: _Change) -> None:
+async def _record(services: Services, vm_id: int, provider_ip: str, change: _Change) -> None:
     """Write one VM's result; raises DatabaseLockedError after a short wait."""
     if not change.record:
         return
@@ -422,6 +432,8 @@ async def _record(services: Services, vm_id: int, change: _Change) -> None:
                 values["host_key"] = change.host_key
         if change.moved_to is not None:
             await repository.remember_provider(session, change.moved_to)
+        if change.cannot_start:
+            await repository.note_cannot_start(session, provider_ip)
         await repository.update_vm(session, vm_id, **values)
 
 
@@ -464,7 +476,7 @@ async def run_action(
         async with recording:
             if not locked:  # once the lock was not had in time, the others do not wait
                 try:
-                    await _record(services, vm.id, change)
+                    await _record(services, vm.id, vm.provider_ip, change)
                     return
                 except DatabaseLockedError:
                     locked = True
@@ -592,6 +604,16 @@ async def list_vms(
     return listing, report
 
 
+async def cannot_restart(services: Services, vms: Sequence[VM]) -> list[str]:
+    """The VMs among ``vms`` (not yet stopped) that could never run again once
+    stopped: their provider is known to have no start route."""
+    running = [vm for vm in vms if vm.status not in (VMStatus.STOPPED, VMStatus.GONE)]
+    support = await restart_support(
+        services, ((vm.provider_ip, vm.provider_id or vm.provider_ip) for vm in running)
+    )
+    return [vm.name for vm in running if support.get(vm.provider_ip) is False]
+
+
 async def forget_unchecked(services: Services, vms: Sequence[VM], report: BulkReport) -> BulkReport:
     """``forget --force``: drop the records without asking the providers; each
     outcome says where the VM may still run, so the user can still find it."""
@@ -631,6 +653,7 @@ async def act(
     force: bool = False,
     on_selected: Callable[[list[str], str | None], None] = lambda _names, _note: None,
     on_outcome: Callable[[Outcome], None] = lambda _o: None,
+    on_final_stop: Callable[[list[str], int], None] | None = None,
 ) -> BulkReport | None:
     """Select VMs (``select_vms``), then ``run_action`` on them; None when
     ``--all`` found no VM at all.
@@ -638,10 +661,16 @@ async def act(
     ``on_selected`` sees the names and the selection's note first, and may raise
     to stop (a confirmation refused); ``report`` is filled as results arrive,
     also when cancelled. ``force`` is for FORGET alone: no provider is asked.
+    For a stop, ``on_final_stop`` first sees the VMs whose provider cannot start
+    a stopped VM (a stop there is final) and how many were selected, if any are.
     """
     selection = await select_vms(services, names, all_vms=all_vms, provider_id=provider_id)
     if not selection.vms:
         return None
+    if action is Action.STOP and on_final_stop is not None:
+        final = await cannot_restart(services, selection.vms)
+        if final:
+            on_final_stop(final, len(selection.vms))
     on_selected([vm.name for vm in selection.vms], selection.note)
     if action is Action.FORGET and force:
         return await forget_unchecked(services, selection.vms, report)

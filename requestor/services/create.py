@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from requestor.errors import (
     GolemError,
     InsufficientResourcesError,
     NameTakenError,
+    PaymentRequiredError,
     ProviderProtocolError,
     ProviderRefusedError,
     ProviderUnavailableError,
@@ -28,6 +30,7 @@ from requestor.errors import (
     UnrecordedActionsError,
 )
 from requestor.services.access import broken_ssh_error, sync_ssh_config
+from requestor.services.capabilities import Capabilities, capabilities_of
 from requestor.services.installation import installation_id
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.provider_search import Progress, choose_provider
@@ -36,9 +39,19 @@ from requestor.services.views import VMView, vm_view
 from requestor.status import VMStatus
 from requestor.text import clean
 from requestor.wire import rules
-from requestor.wire.models import Advertisement, CreateVMRequest
+from requestor.wire.models import (
+    Advertisement,
+    CreateJob,
+    CreateVMRequest,
+    JobStatus,
+    MonthlyPrice,
+    VMAccess,
+)
 
 DEFAULT_SSH_WAIT = 180.0  # the CLI passes --wait-timeout (same default)
+# Polling a create job or a pending SSH port: start quick, back off to this.
+POLL_FIRST_S = 0.2
+POLL_MAX_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,8 @@ class CreateRequest:
     storage: int
     provider_id: str | None = None
     ssh_wait: float = DEFAULT_SSH_WAIT
+    # A payment stream for providers that require one; no flag sets it yet.
+    stream_id: int | str | None = None
 
 
 @dataclass
@@ -64,6 +79,8 @@ class CreateResult:
     vm: VMView
     provider: Advertisement
     choice_reason: str | None = None  # set when golem picked the provider
+    # The size's monthly price from the advertisement; None: the provider gives none.
+    price: MonthlyPrice | None = None
 
 
 def interrupted_error(request: CreateRequest, trace: CreateTrace) -> GolemError:
@@ -107,10 +124,12 @@ async def create_vm(
 
     # 1-2. Verify the provider and that it advertises enough free resources.
     choice_reason: str | None = None
+    probed: Capabilities | None = None
     if request.provider_id is None:
-        ad, choice_reason = await choose_provider(
+        view, choice_reason = await choose_provider(
             services, request.cpu, request.memory, request.storage, progress
         )
+        ad, probed = view.advertisement, view.capabilities
     else:
         progress(f"Verifying provider {clean(request.provider_id, 80)}")
         ad = await services.discovery.advertisement(request.provider_id)
@@ -128,6 +147,12 @@ async def create_vm(
     progress(f"Checking that provider {provider.label} answers")
     with contextlib.suppress(ProviderProtocolError):
         await provider.probe()
+
+    # What the provider supports decides the path; some providers golem cannot use.
+    progress(f"Checking what provider {provider.label} supports")
+    capabilities = await capabilities_of(services, ad.ip_address, ad.provider_id, detected=probed)
+    if capabilities is not None:
+        capabilities.check_usable(ad.provider_id, has_stream=request.stream_id is not None)
 
     # 3. SSH access: the user's key, or golem's own.
     progress("Setting up SSH access")
@@ -157,7 +182,16 @@ async def create_vm(
     trace.recorded = True
 
     try:
-        vm = await _deploy(services, provider, vm, key.public_key, request, progress, trace)
+        vm = await _deploy(
+            services,
+            provider,
+            vm,
+            key.public_key,
+            request,
+            progress,
+            trace,
+            background=capabilities is not None and capabilities.async_create,
+        )
     except DatabaseLockedError:
         raise UnrecordedActionsError(
             f"The database {services.settings.db_path} stayed locked by another golem"
@@ -181,7 +215,12 @@ async def create_vm(
         raise
     # The new VM (or a re-created one with a name an old entry had) gets its entry.
     await sync_ssh_config(services.settings, services.db)
-    return CreateResult(vm=vm_view(vm), provider=ad, choice_reason=choice_reason)
+    return CreateResult(
+        vm=vm_view(vm),
+        provider=ad,
+        choice_reason=choice_reason,
+        price=ad.monthly_price(request.cpu, request.memory, request.storage),
+    )
 
 
 async def _deploy(
@@ -192,24 +231,34 @@ async def _deploy(
     request: CreateRequest,
     progress: Progress,
     trace: CreateTrace,
+    *,
+    background: bool,
 ) -> VM:
     """Steps 4-5 of create, for a VM already recorded locally as ``creating``.
 
     After any failure that may have reached the provider the record stays, as
     ``error`` with the reason, unless the provider confirms that it holds no such
-    VM (a clean-up DELETE that succeeded).
-    """
+    VM (a clean-up DELETE that succeeded). With ``background`` (the current
+    generation) the provider makes the VM in a job that is polled; the job, the
+    SSH port and SSH itself all fit in ``request.ssh_wait``."""
     from requestor.ssh.hostkeys import BrokenSSHServer, wait_for_host_key
 
+    deadline = time.monotonic() + request.ssh_wait
     progress(f"Deploying on provider {provider.label}")
     body = CreateVMRequest(
         name=vm.provider_vm_name,
         resources={"cpu": request.cpu, "memory": request.memory, "storage": request.storage},
         ssh_key=public_key,
+        stream_id=request.stream_id,
     )
     trace.sent = True
     try:
-        info = await provider.create_vm(body)
+        answer = await provider.create_vm(body, background=background)
+    except PaymentRequiredError:
+        # Refused before anything was made (a detection older than the provider's
+        # change of mind): nothing to resolve.
+        await _forget_id(services, vm.id)
+        raise
     except (InsufficientResourcesError, ProviderRefusedError) as error:
         # The provider said no, yet a failed launch may hold a VM by that name (the
         # deployed catch-all answers 500 after creating it). Only a clean-up DELETE
@@ -256,9 +305,38 @@ async def _deploy(
             hint=_resolve_hint(request.name),
         ) from None
 
+    if isinstance(answer, CreateJob):
+        status = VMStatus.CREATING
+        try:
+            await _wait_for_job(provider, answer, deadline, progress)
+        except _JobFailed as failed:
+            # A failed job made nothing (wire contract): nothing to resolve or delete.
+            await _forget_id(services, vm.id)
+            raise ProviderRefusedError(
+                f"Provider {provider.label} could not create {request.name}: "
+                f"{clean(failed.job.error or 'its create job failed', 300)}",
+                hint="Nothing was created. Try again, or choose a different provider.",
+            ) from None
+        except ProviderUnreachable as error:
+            # It accepted the create: the VM may exist, now or later.
+            await _note_error(services, vm.id, error.message)
+            raise ProviderUnavailableError(
+                f"{error.message}; it was creating the VM",
+                hint=f"Run 'golem vm list --refresh' later; it resolves {request.name}.",
+            ) from None
+        except GolemError as error:
+            await _note_error(services, vm.id, error.message)
+            raise
+    else:
+        status = VMStatus(answer.status.value)
+
     # 5. Connection details, then wait until SSH answers and pin its host key.
     progress("Fetching connection details")
-    access = await provider.access(vm.provider_vm_name)
+    try:
+        access = await _wait_for_access(provider, vm.provider_vm_name, deadline, progress)
+    except _StillCreating as error:
+        await _note_error(services, vm.id, error.message)
+        raise
     ssh_host = services.settings.ssh_host(access.ssh_host)
     async with services.db.write(after_remote=True) as session:
         # A refresh that ran while the provider was still creating may have
@@ -268,7 +346,7 @@ async def _deploy(
             vm.id,
             ssh_host=ssh_host,
             ssh_port=access.ssh_port,
-            status=VMStatus(info.status.value),
+            status=status,
         )
     if stored is None:
         raise await _removed_meanwhile(provider, vm, request.name)
@@ -281,7 +359,10 @@ async def _deploy(
     progress(f"Waiting for SSH on {ssh_host}:{access.ssh_port}")
     try:
         host_key = await wait_for_host_key(
-            ssh_host, access.ssh_port, request.ssh_wait, keep_waiting=still_recorded
+            ssh_host,
+            access.ssh_port,
+            max(0.0, deadline - time.monotonic()),
+            keep_waiting=still_recorded,
         )
     except BrokenSSHServer as error:
         if not await _note_error(services, vm.id, f"SSH after create: {error.reason}"):
@@ -328,6 +409,69 @@ async def _removed_meanwhile(provider: ProviderClient, vm: VM, name: str) -> Gol
         "forgotten by another golem command); it is deleted at the provider too",
         hint="Create it again if you still want it.",
     )
+
+
+class _JobFailed(Exception):
+    def __init__(self, job: CreateJob) -> None:
+        self.job = job
+
+
+class _StillCreating(SSHUnreachableError):
+    """The provider did not finish within --wait-timeout; the VM may still appear."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            message,
+            hint="Run 'golem vm list --refresh' later to find out, or wait longer with "
+            "--wait-timeout.",
+        )
+
+
+async def _wait_for_job(
+    provider: ProviderClient, job: CreateJob, deadline: float, progress: Progress
+) -> None:
+    """Poll an async create's job until it is ready; raise _JobFailed when it failed."""
+    started = time.monotonic()
+    interval = POLL_FIRST_S
+    while job.status is not JobStatus.READY:
+        if job.status is JobStatus.FAILED:
+            raise _JobFailed(job)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _StillCreating(
+                f"Provider {provider.label} was still creating the VM after "
+                f"{time.monotonic() - started:.0f} s (job {clean(job.job_id, 64)})"
+            )
+        progress(
+            f"Provider {provider.label} is creating the VM "
+            f"(job {job.status.value}, {time.monotonic() - started:.0f} s)"
+        )
+        await asyncio.sleep(min(interval, left))
+        interval = min(interval * 1.5, POLL_MAX_S)
+        job = await provider.job(job.job_id)
+
+
+async def _wait_for_access(
+    provider: ProviderClient, name: str, deadline: float, progress: Progress
+) -> VMAccess:
+    """The VM's SSH address; a current provider publishes the port a little after
+    the VM exists (``/access`` 202 meanwhile)."""
+    started = time.monotonic()
+    interval = POLL_FIRST_S
+    while (access := await provider.access(name)) is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _StillCreating(
+                f"Provider {provider.label} had not published the VM's SSH port after "
+                f"{time.monotonic() - started:.0f} s"
+            )
+        progress(
+            f"Waiting for provider {provider.label} to open the VM's SSH port "
+            f"({time.monotonic() - started:.0f} s)"
+        )
+        await asyncio.sleep(min(interval, left))
+        interval = min(interval * 1.5, POLL_MAX_S)
+    return access
 
 
 async def _forget_id(services: Services, vm_id: int) -> None:

@@ -138,11 +138,13 @@ async def adopt_vm(
     key = await asyncio.to_thread(ensure_key_pair, services.settings.ssh_key_dir)
     provider = services.provider(orphan.provider_ip, orphan.provider_id or orphan.provider_ip)
     access = await provider.access(orphan.provider_vm_name)
-    ssh_host = services.settings.ssh_host(access.ssh_host)
+    # None: a current provider has not published its SSH port yet; a refresh adds it.
+    ssh_host = None if access is None else services.settings.ssh_host(access.ssh_host)
+    ssh_port = None if access is None else access.ssh_port
     status = VMStatus(orphan.status) if orphan.status in set(VMStatus) else VMStatus.ERROR
     host_key = None
-    if status is VMStatus.RUNNING:
-        host_key = await first_host_key(ssh_host, access.ssh_port)
+    if status is VMStatus.RUNNING and ssh_host is not None and ssh_port is not None:
+        host_key = await first_host_key(ssh_host, ssh_port)
     vm = VM(
         name=local_name,
         provider_id=orphan.provider_id,
@@ -153,7 +155,7 @@ async def adopt_vm(
         storage=orphan.storage or 0,
         status=status,
         ssh_host=ssh_host,
-        ssh_port=access.ssh_port,
+        ssh_port=ssh_port,
         ssh_user="ubuntu",
         ssh_key_path=str(key.private_path),
         host_key=host_key,

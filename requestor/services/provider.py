@@ -7,6 +7,7 @@ that knows them, so the rest of the code sees plain outcomes and errors.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from requestor.errors import (
     PROVIDER_GONE_MESSAGE,
     InsufficientResourcesError,
+    PaymentRequiredError,
     ProviderProtocolError,
     ProviderRefusedError,
     ProviderUnavailableError,
@@ -23,14 +25,14 @@ from requestor.errors import (
 )
 from requestor.services.http import PROBE, QUICK, SLOW, HttpClient, Response, TransportError
 from requestor.text import clean, first_error_text
-from requestor.wire.models import CreateVMRequest, VMAccess, VMInfo
+from requestor.wire.models import CreateJob, CreateVMRequest, ProviderInfo, VMAccess, VMInfo
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # What deployed providers say when they lack the resources (see the contract).
 _NO_RESOURCES_DETAILS = ("insufficient resources", "an unexpected error occurred")
-# A name no VM has: GET on it is the cheapest "is the API up" question.
-_PROBE_NAME = "golem-liveness-probe"
+# What a current provider with payments on says to a create without a stream.
+_STREAM_REQUIRED = "stream_id required"
 
 
 class ProviderClient:
@@ -80,16 +82,47 @@ class ProviderClient:
 
     async def probe(self) -> float:
         """Seconds the API took to answer anything; raises ProviderUnreachable."""
-        started = time.perf_counter()
-        await self._call("GET", self._vm_path(_PROBE_NAME), timeouts=PROBE)
-        return time.perf_counter() - started
+        return (await self.survey()).seconds
 
-    async def create_vm(self, request: CreateVMRequest) -> VMInfo:
+    async def survey(self) -> Survey:
+        """One cheap call that tells whether the API answers (any HTTP answer) and,
+        from ``/provider/info``, which generation it is; raises ProviderUnreachable."""
+        started = time.perf_counter()
+        response = await self._call("GET", "/provider/info", timeouts=PROBE)
+        seconds = time.perf_counter() - started
+        if response.status in (404, 405):
+            return Survey(seconds, detected=True, info=None)
+        if not response.ok:
+            return Survey(seconds, detected=False, info=None)
+        try:
+            info = self._parse(ProviderInfo, response, "provider description")
+        except ProviderProtocolError:
+            return Survey(seconds, detected=False, info=None)
+        return Survey(seconds, detected=True, info=info)
+
+    async def create_vm(
+        self, request: CreateVMRequest, *, background: bool = False
+    ) -> VMInfo | CreateJob:
+        """The VM made (synchronous create), or with ``background`` (the current
+        generation's ``?async=true``) the job making it; a provider that ignores
+        the query answers with the VM, which is fine too."""
         # Never retried: a repeat could create a second VM. Reconcile by name instead.
-        response = await self._call("POST", "/vms", body=request.body(), timeouts=SLOW)
+        response = await self._call(
+            "POST",
+            "/vms?async=true" if background else "/vms",
+            body=request.body(),
+            timeouts=SLOW,
+        )
+        if response.status == 202:
+            return self._parse(CreateJob, response, "create job")
         if response.ok:
             return self._parse(VMInfo, response, "VM description")
         detail = response.detail()
+        if response.status == 400 and _STREAM_REQUIRED in detail.lower():
+            raise PaymentRequiredError(
+                f"Provider {self.label} requires a payment stream to create a VM "
+                f"(it answered: {clean(detail, 200)})"
+            )
         if response.status >= 500 and detail.strip().lower().startswith(_NO_RESOURCES_DETAILS):
             raise InsufficientResourcesError(
                 f"Provider {self.label} does not have the resources for this VM "
@@ -112,6 +145,13 @@ class ProviderClient:
             for item in response.data
         ]
 
+    async def job(self, job_id: str) -> CreateJob:
+        """An async create's job, as the provider sees it now."""
+        response = await self._call("GET", "/vms/jobs/" + quote(job_id, safe=""), retries=1)
+        if response.ok:
+            return self._parse(CreateJob, response, "create job")
+        raise self._refused(response, "report on its create job")
+
     async def get_vm(self, name: str) -> VMInfo | None:
         """The provider's truth about one VM; None when it does not know it."""
         response = await self._call("GET", self._vm_path(name), retries=1)
@@ -121,8 +161,12 @@ class ProviderClient:
             raise self._refused(response, "describe the VM")
         return self._parse(VMInfo, response, "VM description")
 
-    async def access(self, name: str) -> VMAccess:
+    async def access(self, name: str) -> VMAccess | None:
+        """How to reach the VM's SSH; None while the provider has not published its
+        SSH port yet (the current generation answers 202 then)."""
         response = await self._call("GET", self._vm_path(name) + "/access", retries=1)
+        if response.status == 202:
+            return None
         if response.ok:
             return self._parse(VMAccess, response, "VM access description")
         # Some providers answer 500 rather than 404 for an unknown name.
@@ -163,6 +207,17 @@ class ProviderClient:
         if response.ok or response.status == 404:
             return
         raise self._refused(response, "destroy the VM")
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What one ``/provider/info`` call told: the API answers, and maybe what it is."""
+
+    seconds: float
+    # False when the answer said nothing usable (an error status, a malformed body).
+    detected: bool
+    # None with ``detected``: no such route, the legacy generation.
+    info: ProviderInfo | None
 
 
 class ProviderUnreachable(ProviderUnavailableError):

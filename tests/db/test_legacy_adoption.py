@@ -262,6 +262,7 @@ async def test_a_legacy_db_without_rows_is_adopted_too(tmp_path: Path) -> None:
         "vms",
         "legacy_vms",
         "legacy_rejected_vms",
+        "provider_capabilities",
     }
 
 

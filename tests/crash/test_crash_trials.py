@@ -46,7 +46,7 @@ SCENARIOS = ("create", "destroy", "stop")
 LATENCY_MS = 60
 # Which request of each command a kill may follow (the routes in the order the
 # command sends them).
-KILL_ROUTES = {"create": ("get", "create", "access"), "destroy": ("delete",), "stop": ("stop",)}
+KILL_ROUTES = {"create": ("create", "access"), "destroy": ("delete",), "stop": ("stop",)}
 
 pytestmark = pytest.mark.timeout(120)
 

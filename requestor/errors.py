@@ -79,6 +79,12 @@ class NameTakenError(InputError):
     default_hint = "Choose another name, or see your VMs with 'golem vm list'."
 
 
+class CreateInterruptedError(GolemError):
+    """Ctrl-C during a create; the message says what was kept."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 # --- local state --------------------------------------------------------------
 
 
@@ -149,6 +155,7 @@ class ProviderRefusedError(NetworkError):
     """The provider answered, and said no (its detail is in the message, escaped)."""
 
     default_hint = "Check the request, or try a different provider."
+    status: int | None = None  # the HTTP status of the refusal, when there was one
 
 
 class ProviderProtocolError(NetworkError):

@@ -81,6 +81,8 @@ class FaultFlag:
         return self.type is None
 
 
+# faults.GARBAGE_SSH_MODES, spelled out so the CLI's help loads no pydantic (a test checks).
+GARBAGE_SSH_CHOICES = ("non-ascii", "close", "silent")
 FAULT_FLAGS: tuple[FaultFlag, ...] = (
     FaultFlag("latency_ms", "--latency-ms", "delays every answer by this much",
               click.IntRange(0, 600_000), 0),
@@ -96,6 +98,11 @@ FAULT_FLAGS: tuple[FaultFlag, ...] = (
     FaultFlag("hang", "--hang", "accepts API requests and never answers"),
     FaultFlag("malformed_json", "--malformed-json", "answers truncated JSON"),
     FaultFlag("oversized_body", "--oversized-body", "answers 64 MiB bodies"),
+    FaultFlag("create_then_fail", "--create-then-fail", "creates a VM, then answers 500"),
+    FaultFlag("delete_fails", "--delete-fails", "answers DELETE 500 and keeps the VM"),
+    FaultFlag("garbage_ssh", "--garbage-ssh", "makes VMs' SSH ports speak garbage: "
+              "non-ascii (version line), close (mid key exchange) or silent",
+              click.Choice(GARBAGE_SSH_CHOICES), None),
 )  # fmt: skip
 ROUTES_HELP = (
     "ROUTE: a route's name or path, "

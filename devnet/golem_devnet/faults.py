@@ -7,7 +7,7 @@ previous one as a whole (``PUT`` semantics), so a test states the full picture.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -18,6 +18,7 @@ __all__ = [
     "ROUTE_NAMES",
     "ROUTE_PATHS",
     "Faults",
+    "GarbageSSH",
     "RouteName",
     "route_name",
 ]
@@ -25,6 +26,11 @@ __all__ = [
 # Large enough that reading it whole is a visible mistake, small enough to stream
 # on loopback in a fraction of a second.
 OVERSIZED_BODY_BYTES = 64 * 1024 * 1024
+
+# What a VM's SSH port does instead of speaking SSH: a version line that is not
+# ASCII, a close in the middle of the key exchange, or silence.
+GarbageSSH = Literal["non-ascii", "close", "silent"]
+GARBAGE_SSH_MODES: tuple[GarbageSSH, ...] = ("non-ascii", "close", "silent")
 
 
 class Faults(BaseModel):
@@ -47,6 +53,16 @@ class Faults(BaseModel):
     )
     missing_routes: frozenset[RouteName] = Field(
         default=frozenset(), description="routes answered as absent (404/405, like FastAPI)"
+    )
+    create_then_fail: bool = Field(
+        default=False,
+        description='creates the VM, then answers 500 "An unexpected error occurred"',
+    )
+    delete_fails: bool = Field(
+        default=False, description='DELETE answers 500 "An unexpected error occurred", VM kept'
+    )
+    garbage_ssh: GarbageSSH | None = Field(
+        default=None, description="VMs' SSH ports speak garbage instead of SSH"
     )
     hold: frozenset[RouteName] = Field(
         default=frozenset(),

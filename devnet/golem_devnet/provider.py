@@ -520,7 +520,7 @@ class ProviderNode:
         for port in range(FIRST_SSH_PORT, LAST_SSH_PORT + 1):
             if port in held:
                 continue
-            proxy = TcpProxy(self.spec.ip_address, port)
+            proxy = TcpProxy(self.spec.ip_address, port, garbage=lambda: self.faults.garbage_ssh)
             try:
                 await proxy.listen()
             except OSError:
@@ -645,6 +645,8 @@ async def _answer(
         response: web.StreamResponse = _absent(request, missing)
     elif node.should_fail():
         response = detail("Injected fault", 500)
+    elif name == "delete" and faults.delete_fails:
+        response = detail(UNEXPECTED, 500)  # the VM stays
     else:
         try:
             response = await (node.route_override(name) or handler)(request)
@@ -654,6 +656,9 @@ async def _answer(
             response = detail("Not Found", 404)
         except ProviderError as error:
             response = detail(str(error), 500)
+        if name == "create" and faults.create_then_fail and response.status < 300:
+            # The VM exists; the answer says otherwise, as the deployed catch-all does.
+            response = detail(UNEXPECTED, 500)
     if faults.oversized_body:
         return await _oversized(request, response.status)
     if faults.malformed_json and isinstance(response, web.Response):

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Literal
+
+GarbageMode = Literal["non-ascii", "close", "silent"]
 
 _CHUNK = 256 * 1024  # bulk copies pass in fewer, larger writes
 
@@ -15,9 +19,13 @@ _CHUNK = 256 * 1024  # bulk copies pass in fewer, larger writes
 class TcpProxy:
     """Listens on one fixed address and port, and can stop and listen again on it."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self, host: str, port: int, garbage: Callable[[], GarbageMode | None] = lambda: None
+    ) -> None:
         self.host = host
         self.port = port
+        # Read at each connection: the provider's ``garbage_ssh`` fault of the moment.
+        self._garbage = garbage
         # None while the VM boots: connections are accepted and closed at once,
         # as a provider's proxy does while the VM's sshd is not up yet.
         self.target_port: int | None = None
@@ -48,6 +56,10 @@ class TcpProxy:
         self._writers.add(writer)
         upstream: asyncio.StreamWriter | None = None
         try:
+            garbage = self._garbage()
+            if garbage is not None:
+                await _speak_garbage(garbage, reader, writer)
+                return
             if self.target_port is None:
                 return
             try:
@@ -71,3 +83,28 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
         # Pass a half-close on, so "EOF on stdin" style protocols keep working.
         if sink.can_write_eof() and not sink.is_closing():
             sink.write_eof()
+
+
+# Not ASCII, so a client that decodes the version line strictly fails there.
+_NON_ASCII_VERSION = "SSH-2.0-d\u00e9v\u00f1et \u2603\r\n".encode()
+_VERSION = b"SSH-2.0-OpenSSH_9.2\r\n"
+
+
+async def _speak_garbage(
+    mode: GarbageMode, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """What a broken or hostile SSH port does; the caller closes the connection."""
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        if mode == "non-ascii":
+            writer.write(_NON_ASCII_VERSION)
+            await writer.drain()
+            await reader.read(_CHUNK)  # until the client gives up
+        elif mode == "close":
+            # A valid version line, then a cut once the client's version line has
+            # arrived, where the key exchange begins.
+            writer.write(_VERSION)
+            await writer.drain()
+            await reader.readuntil(b"\n")
+        else:
+            while await reader.read(_CHUNK):  # silence, until the client leaves
+                pass

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from requestor.services.create import CreateResult
     from requestor.services.create_many import CreateReport
     from requestor.services.provider_search import ProviderListing
-    from requestor.services.views import VMListing, VMView
+    from requestor.services.views import OrphanView, VMListing, VMView
     from requestor.wire.models import MonthlyPrice, Pricing
 
 RULE_WIDTH = 48
@@ -261,7 +261,12 @@ def names_only(names: Iterable[str]) -> None:
         console_line(clean(name, 200))
 
 
-def vm_list(console: Console, vms: Sequence[VMView], filtered: bool = False) -> None:
+def vm_list(
+    console: Console,
+    vms: Sequence[VMView],
+    orphans: Sequence[OrphanView] = (),
+    filtered: bool = False,
+) -> None:
     table = _plain_table("Name", "Status", "IP Address", "Resources", whole=("Name", "IP Address"))
     for vm in vms:
         table.add_row(
@@ -270,10 +275,18 @@ def vm_list(console: Console, vms: Sequence[VMView], filtered: bool = False) -> 
             safe(vm.ssh_host or vm.provider_ip, 200),
             Text(resources_text(vm.cpu, vm.memory)),
         )
+    for orphan in orphans:
+        # No local name: the provider and its name for the VM are how to find it.
+        table.add_row(
+            safe(f"{orphan.provider_id or orphan.provider_ip}:{orphan.provider_vm_name}", 120),
+            Text("● orphan", style="bold red"),
+            safe(orphan.provider_ip, 64),
+            Text(resources_text(orphan.cpu or 0, orphan.memory or 0)),
+        )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
-    if not vms and filtered:
+    if not vms and not orphans and filtered:
         console.print("No VM matches these filters; 'golem vm list' shows them all.", style="dim")
-    elif not vms:
+    elif not vms and not orphans:
         console.print(
             "No VMs yet. Create one with 'golem vm create NAME --cpu 1 --memory 1 --storage 10'.",
             style="dim",
@@ -290,19 +303,64 @@ def vm_listing(
     quiet: bool = False,
     filtered: bool = False,
 ) -> None:
-    """``golem vm list``: the table (and a note on unreadable legacy rows), JSON,
-    or (-q) the names alone; with ``refresh``, each provider whose answer could
-    not be used first, on stderr."""
+    """``golem vm list``: the table (and notes on unreadable legacy rows and on
+    orphans), JSON (orphans after the VMs), or (-q) the names alone; with
+    ``refresh``, each provider whose answer could not be used first, on stderr."""
     if refresh is not None:
         refresh_failures(err_console, refresh)
     if as_json:
-        print_json(vm_list_json(listing.vms, refresh))
+        print_json(vm_list_json(listing.vms, refresh) + [orphan_json(o) for o in listing.orphans])
         return
     if quiet:
         names_only(vm.name for vm in listing.vms)
         return
     legacy_rejected(err_console, listing)
-    vm_list(console, listing.vms, filtered=filtered)
+    vm_list(console, listing.vms, listing.orphans, filtered=filtered)
+    orphans_note(err_console, listing)
+
+
+def orphans_note(err_console: Console, listing: VMListing) -> None:
+    """How to resolve the orphan rows, and the providers whose VMs could not be listed."""
+    if listing.orphans:
+        first = listing.orphans[0].provider_vm_name
+        err_console.print(
+            Text(
+                f"{len(listing.orphans)} orphan VM(s): created by this installation, held by "
+                "their provider, with no local record. Record one again with "
+                f"'golem vm adopt {first}', then keep it or 'golem vm destroy' it.",
+                style="yellow",
+            )
+        )
+    for provider, reason in listing.orphan_scan_failed:
+        err_console.print(
+            Text(f"Could not look for orphans on provider {clean(provider, 80)}: ", style="yellow")
+            + Text(clean(reason, 200))
+        )
+
+
+def orphan_json(orphan: OrphanView) -> dict[str, Any]:
+    """An orphan row in ``list --refresh --json`` (keys in docs/json.md)."""
+    return {
+        "name": None,
+        "status": "orphan",
+        "provider_id": orphan.provider_id,
+        "provider_ip": orphan.provider_ip,
+        "provider_vm_name": orphan.provider_vm_name,
+        "provider_status": orphan.status,
+        "suggested_name": orphan.suggested_name,
+        "ssh_port": orphan.ssh_port,
+        "resources": {"cpu": orphan.cpu, "memory": orphan.memory, "storage": orphan.storage},
+    }
+
+
+def adopted(console: Console, vm: VMView) -> None:
+    console.print(
+        Text(f"Adopted {vm.provider_vm_name} as {vm.name} ({vm.status.value}). ")
+        + Text(
+            f"Connect with 'golem vm ssh {vm.name}', or remove it with "
+            f"'golem vm destroy {vm.name}'."
+        )
+    )
 
 
 def legacy_rejected(err_console: Console, listing: VMListing) -> None:

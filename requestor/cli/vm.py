@@ -180,6 +180,13 @@ def providers(
 @click.option("--memory", type=int, required=True, help="Memory in GB: 1, 2, 4, ... 64.")
 @click.option("--storage", type=int, required=True, help="Storage in GB, at least 10.")
 @wait_timeout_option
+@click.option(
+    "--timeout",
+    type=Seconds(min=0.5, max=600),
+    default=None,
+    help="Seconds to wait for each provider call (default: 150 for the create call, "
+    "15 for the others).",
+)
 @json_option()
 @pass_app
 def create(
@@ -191,6 +198,7 @@ def create(
     memory: int,
     storage: int,
     wait_timeout: float,
+    timeout: float | None,
     as_json: bool,
 ) -> CreateReport | None:
     """Create a VM on a provider and wait until it accepts SSH.
@@ -201,7 +209,14 @@ def create(
     the providers that fit unless --provider-id names one.
     """
     from requestor.cli import render
-    from requestor.services.create import CreateRequest, CreateResult, create_vm, validate_create
+    from requestor.services.create import (
+        CreateRequest,
+        CreateResult,
+        CreateTrace,
+        create_vm,
+        interrupted_error,
+        validate_create,
+    )
 
     if count is not None:
         if len(names) != 1:
@@ -226,9 +241,17 @@ def create(
         return _create_many(app, requests, as_json)
     request = requests[0]
     validate_create(request)  # before touching anything
+    trace = CreateTrace()
 
     if as_json:
-        result = run_with_services(app, lambda services: create_vm(services, request))
+        try:
+            result = run_with_services(
+                app,
+                lambda services: create_vm(services, request, trace=trace),
+                call_timeout=timeout,
+            )
+        except KeyboardInterrupt:
+            raise interrupted_error(request, trace) from None
         render.print_json(render.created_json(result))
         return None
 
@@ -238,9 +261,12 @@ def create(
             status.update(f"{step}…")
 
         async def work(services: Services) -> CreateResult:
-            return await create_vm(services, request, progress)
+            return await create_vm(services, request, progress, trace)
 
-        result = run_with_services(app, work)
+        try:
+            result = run_with_services(app, work, call_timeout=timeout)
+        except KeyboardInterrupt:
+            raise interrupted_error(request, trace) from None
     render.provider_choice(app.err_console, result)
     render.deployed(app.console, result)
     return None
@@ -326,6 +352,12 @@ def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) 
     default=None,
     help="With --refresh: seconds to wait for each provider (default 15).",
 )
+@click.option(
+    "--scan-advertised",
+    is_flag=True,
+    help="With --refresh: look for orphans on every provider discovery advertises too "
+    "(after a lost database).",
+)
 @quiet_option("Print VM names only, one a line.")
 @json_option()
 @pass_app
@@ -336,6 +368,7 @@ def list_command(
     status: str | None,
     refresh: bool,
     timeout: float | None,
+    scan_advertised: bool,
     quiet: bool,
     as_json: bool,
 ) -> BulkReport | None:
@@ -347,8 +380,11 @@ def list_command(
 
     With --refresh, each provider whose answer could not be used is named on
     stderr and its VMs are shown unreachable; the exit code is then 3 (some VMs
-    not refreshed) or 1 (none refreshed).
+    not refreshed) or 1 (none refreshed). VMs this installation created that no
+    record names are shown as 'orphan' rows (see 'golem vm adopt').
     """
+    if scan_advertised and not refresh:
+        raise click.UsageError("--scan-advertised needs --refresh")
     from requestor.services.views import VMFilter
 
     chosen = VMFilter(
@@ -361,7 +397,11 @@ def list_command(
         from requestor.services.actions import list_vms
 
         listing, report = run_with_services(
-            app, lambda services: list_vms(services, chosen, refresh=True), call_timeout=timeout
+            app,
+            lambda services: list_vms(
+                services, chosen, refresh=True, scan_advertised=scan_advertised
+            ),
+            call_timeout=timeout,
         )
     else:
         # The common case reads local state only: no HTTP stack is loaded.
@@ -391,7 +431,7 @@ def list_command(
     default=None,
     help="With --refresh: seconds to wait for the provider (default 15).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output only.")
+@json_option()
 @pass_app
 def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_json: bool) -> None:
     """Everything known about VM NAME: provider, resources, SSH, host key, times, status."""
@@ -417,6 +457,43 @@ def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_js
     if outcome is not None and not outcome.ok:
         render.refresh_failed(app.err_console, outcome)
     render.vm_info(app.console, view)
+
+
+@vm.command()
+@click.argument("provider_vm_name")
+@click.option("--name", "local_name", help="Local name (default: the name it was created with).")
+@click.option("--provider-id", help="The provider that holds it, if several hold that name.")
+@click.option(
+    "--scan-advertised",
+    is_flag=True,
+    help="Look on every provider discovery advertises too (after a lost database).",
+)
+@json_option()
+@pass_app
+def adopt(
+    app: AppContext,
+    provider_vm_name: str,
+    local_name: str | None,
+    provider_id: str | None,
+    scan_advertised: bool,
+    as_json: bool,
+) -> None:
+    """Record an orphan again: a VM this installation created that no record names
+    (see 'golem vm list --refresh'). To remove one at its provider, adopt it, then
+    'golem vm destroy NAME'."""
+    from requestor.cli import render
+    from requestor.services.orphans import adopt_vm
+
+    view = run_with_services(
+        app,
+        lambda services: adopt_vm(
+            services, provider_vm_name, local_name, provider_id, advertised=scan_advertised
+        ),
+    )
+    if as_json:
+        render.print_json(render.vm_json(view))
+        return
+    render.adopted(app.console, view)
 
 
 # --- start, stop, destroy, forget: one selection grammar ----------------------------

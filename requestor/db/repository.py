@@ -97,6 +97,29 @@ async def remember_provider(
     provider.last_seen = seen or utcnow()
 
 
+async def known_providers(session: AsyncSession) -> dict[str, str | None]:
+    """Every provider address local state knows (of a VM, or remembered at a
+    create), with its provider id where known."""
+    known: dict[str, str | None] = {}
+    for address, remembered_id in await session.execute(
+        select(Provider.ip_address, Provider.provider_id)
+    ):
+        known[address] = remembered_id
+    for address, vm_provider_id in await session.execute(
+        select(VM.provider_ip, VM.provider_id).distinct()
+    ):
+        known[address] = vm_provider_id or known.get(address)
+    return known
+
+
+async def ensure_provider(session: AsyncSession, provider_id: str, ip_address: str) -> None:
+    """A providers row for a VM's provider that local state does not know (an
+    orphan adopted after a lost database)."""
+    if await session.get(Provider, provider_id) is None:
+        session.add(Provider(provider_id=provider_id, ip_address=ip_address))
+        await session.flush()
+
+
 async def find_capabilities(session: AsyncSession, ip_address: str) -> ProviderCapabilities | None:
     return await session.get(ProviderCapabilities, ip_address)
 

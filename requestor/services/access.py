@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 RETRY_INTERVAL = 1.0
 PROVIDER_PROBE_TIMEOUT = 2.0
 PROVIDER_QUERY_TIMEOUT = 5.0
+REPIN_TIMEOUT = 10.0  # fetching the key to re-pin: one handshake, nothing to wait for
 
 
 # One connection attempt's bound when little or no waiting time is left.
@@ -198,6 +199,18 @@ def _gone(name: str) -> VMGoneError:
     )
 
 
+def broken_ssh_error(name: str, reason: str) -> SSHUnreachableError:
+    """A VM whose SSH port answers, but not as an SSH server (``reason`` says how)."""
+    return SSHUnreachableError(
+        f"Unable to establish SSH connection to VM {name}: {reason}",
+        hint=(
+            "Its SSH server or its provider's SSH proxy is not working. Check its status "
+            f"with 'golem vm list --refresh'; if this persists, destroy it "
+            f"('golem vm destroy {name}') and create a new one."
+        ),
+    )
+
+
 def _stopped(name: str) -> SSHUnreachableError:
     return SSHUnreachableError(
         f"VM {name} is stopped", hint=f"Start it with 'golem vm start {name}'."
@@ -257,6 +270,7 @@ class Access:
         once (``exec``) need more than 1 s each even when nobody waits.
         """
         from requestor.ssh.client import CONNECT_TIMEOUT, Unreachable, connect_once
+        from requestor.ssh.hostkeys import BrokenSSHServer, diagnose_ssh_port
 
         target = self.target
         deadline = time.monotonic() + wait
@@ -272,6 +286,8 @@ class Access:
                     attempt_limit or max(MIN_ATTEMPT_S, min(CONNECT_TIMEOUT, remaining)),
                     first_use=self._pin_first_key,
                 )
+            except BrokenSSHServer as error:
+                raise broken_ssh_error(target.name, error.reason) from None
             except Unreachable:
                 if target.status is VMStatus.STOPPED:
                     raise _stopped(target.name) from None
@@ -281,6 +297,10 @@ class Access:
                 if time.monotonic() + RETRY_INTERVAL >= deadline:
                     if not await provider_answers(target.provider_api_url):
                         raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
+                    endpoint = target.endpoint
+                    broken = await diagnose_ssh_port(endpoint.host, endpoint.port)
+                    if broken is not None:
+                        raise broken_ssh_error(target.name, broken) from None
                     raise SSHUnreachableError() from None
                 if not waiting and on_wait is not None:
                     on_wait()
@@ -322,14 +342,25 @@ class Access:
         """Fetch the key the VM shows now and pin it if ``confirm(old, new)`` agrees."""
         from requestor.db import repository
         from requestor.ssh._asyncssh import asyncssh
-        from requestor.ssh.hostkeys import fetch_host_key, fingerprint, same_key
+        from requestor.ssh.hostkeys import (
+            BrokenSSHServer,
+            diagnose_ssh_port,
+            fetch_host_key,
+            fingerprint,
+            same_key,
+        )
 
         endpoint = self.target.endpoint
         try:
-            seen = await fetch_host_key(endpoint.host, endpoint.port)
+            seen = await fetch_host_key(endpoint.host, endpoint.port, limit=REPIN_TIMEOUT)
+        except BrokenSSHServer as error:
+            raise broken_ssh_error(self.target.name, error.reason) from None
         except (OSError, TimeoutError, asyncssh.Error):
             if not await provider_answers(self.target.provider_api_url):
                 raise ProviderUnavailableError(PROVIDER_GONE_MESSAGE) from None
+            broken = await diagnose_ssh_port(endpoint.host, endpoint.port)
+            if broken is not None:
+                raise broken_ssh_error(self.target.name, broken) from None
             raise SSHUnreachableError() from None
         old = fingerprint(endpoint.host_key) if endpoint.host_key is not None else None
         new = fingerprint(seen)

@@ -379,7 +379,7 @@ async def _refresh_one(
         ssh_host = services.settings.ssh_host(access.ssh_host)
         host_key = None
         if status is VMStatus.RUNNING and vm.host_key is None:
-            host_key = await _first_host_key(ssh_host, access.ssh_port)
+            host_key = await first_host_key(ssh_host, access.ssh_port)
         change = _Change(
             status=status, ssh_host=ssh_host, ssh_port=access.ssh_port, host_key=host_key
         )
@@ -414,15 +414,15 @@ async def _forget_one(
     return outcome(Result.FAILED, VMStatus(info.status.value), refusal), _Change(record=False)
 
 
-async def _first_host_key(host: str, port: int) -> str | None:
+async def first_host_key(host: str, port: int) -> str | None:
     """The key a completed create would have pinned; None when SSH does not answer
     (then the first 'golem vm ssh' pins it)."""
     from requestor.ssh._asyncssh import asyncssh
-    from requestor.ssh.hostkeys import fetch_host_key
+    from requestor.ssh.hostkeys import BrokenSSHServer, fetch_host_key
 
     try:
         return await fetch_host_key(host, port, limit=FIRST_PIN_TIMEOUT)
-    except (OSError, TimeoutError, asyncssh.Error, GolemError):
+    except (OSError, TimeoutError, asyncssh.Error, GolemError, BrokenSSHServer):
         return None
 
 
@@ -599,20 +599,30 @@ async def list_vms(
     *,
     refresh: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
+    scan_advertised: bool = False,
 ) -> tuple[VMListing, BulkReport | None]:
     """The VMs in local state that ``chosen`` keeps (every one without it); with
     ``refresh``, after asking the providers of those its names and provider match
-    (the status filter applies to what they answer)."""
+    (the status filter applies to what they answer), and with the orphans found on
+    the providers asked (``scan_advertised``: also on every provider discovery
+    advertises)."""
+    from requestor.services.orphans import find_orphans
+
     chosen = chosen or VMFilter()
     report = None
+    scan = None
     if refresh:
         async with services.db.read() as session:
             vms = [vm for vm in await repository.list_vms(session) if chosen.place(vm_view(vm))]
         report = await run_action(services, Action.REFRESH, vms, concurrency=concurrency)
+        scan = await find_orphans(services, advertised=scan_advertised)
     async with services.db.read() as session:
         views = chosen.apply([vm_view(vm) for vm in await repository.list_vms(session)])
         rejected = await repository.count_rejected_legacy(session)
-    return VMListing(views, rejected, str(services.settings.db_path)), report
+    listing = VMListing(views, rejected, str(services.settings.db_path))
+    if scan is not None:
+        listing = dataclasses.replace(listing, orphans=scan.orphans, orphan_scan_failed=scan.failed)
+    return listing, report
 
 
 async def cannot_restart(services: Services, vms: Sequence[VM]) -> list[str]:

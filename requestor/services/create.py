@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from requestor.db import repository
 from requestor.db.models import VM
 from requestor.errors import (
+    CreateInterruptedError,
     DatabaseLockedError,
     GolemError,
     InsufficientResourcesError,
@@ -28,8 +29,9 @@ from requestor.errors import (
     SSHUnreachableError,
     UnrecordedActionsError,
 )
-from requestor.services.access import sync_ssh_config
+from requestor.services.access import broken_ssh_error, sync_ssh_config
 from requestor.services.capabilities import Capabilities, capabilities_of
+from requestor.services.installation import installation_id
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.provider_search import Progress, choose_provider
 from requestor.services.runtime import Services
@@ -64,6 +66,14 @@ class CreateRequest:
     stream_id: int | str | None = None
 
 
+@dataclass
+class CreateTrace:
+    """How far a create got, for its caller to say what an interrupt left behind."""
+
+    recorded: bool = False  # the local record exists
+    sent: bool = False  # POST /vms went out: the provider may hold the VM
+
+
 @dataclass(frozen=True)
 class CreateResult:
     vm: VMView
@@ -80,6 +90,24 @@ class Placement:
     capabilities: Capabilities | None = None  # what its probe found, when golem picked it
 
 
+def interrupted_error(request: CreateRequest, trace: CreateTrace) -> GolemError:
+    """What Ctrl-C during a create left behind, and the command that resolves it."""
+    name = request.name
+    if not trace.recorded:
+        message = f"Interrupted: nothing was created and nothing was kept for {name}"
+        hint = None
+    elif trace.sent:
+        message = (
+            f"Interrupted while the provider was creating {name}: it may hold the VM, "
+            f"so {name} is kept, as 'error'"
+        )
+        hint = _resolve_hint(name)
+    else:
+        message = f"Interrupted before the provider was asked; {name} is kept, as 'creating'"
+        hint = f"Run 'golem vm list --refresh' to resolve {name}, or 'golem vm forget {name}'."
+    return CreateInterruptedError(message, hint)
+
+
 def validate_create(request: CreateRequest) -> None:
     rules.check_vm_name(request.name)
     rules.check_resources(request.cpu, request.memory, request.storage)
@@ -89,12 +117,16 @@ async def create_vm(
     services: Services,
     request: CreateRequest,
     progress: Progress = lambda _step: None,
+    trace: CreateTrace | None = None,
     *,
     placed: Placement | None = None,
 ) -> CreateResult:
-    """``placed``: a provider already chosen and checked for this VM (several
-    creates at once, ``create_many``); discovery is not asked again."""
+    """Create one VM; ``trace`` (if given) follows how far it got. ``placed``: a
+    provider already chosen and checked for this VM (several creates at once,
+    ``create_many``); discovery is not asked again."""
     from requestor.ssh.keys import ensure_key_pair
+
+    trace = trace if trace is not None else CreateTrace()
 
     validate_create(request)
     async with services.db.read() as session:
@@ -122,6 +154,12 @@ async def create_vm(
                 f"{request.memory} GB RAM and {request.storage} GB storage"
             )
     provider = services.provider(ad.ip_address, ad.provider_id)
+    # Seconds, not the create call's minutes: a provider that accepts connections
+    # and never answers is found out before anything is recorded or sent. An odd
+    # answer is still an answer; the create call's own is judged on its own.
+    progress(f"Checking that provider {provider.label} answers")
+    with contextlib.suppress(ProviderProtocolError):
+        await provider.probe()
 
     # What the provider supports decides the path; some providers golem cannot use.
     progress(f"Checking what provider {provider.label} supports")
@@ -133,13 +171,14 @@ async def create_vm(
     progress("Setting up SSH access")
     key = await asyncio.to_thread(ensure_key_pair, services.settings.ssh_key_dir)
     rules.check_ssh_key(key.public_key)
+    installation = await asyncio.to_thread(installation_id, services.settings.ssh_key_dir)
 
     # Record locally before the provider creates anything.
     vm = VM(
         name=request.name,
         provider_id=ad.provider_id,
         provider_ip=ad.ip_address,
-        provider_vm_name=rules.provider_vm_name(request.name),
+        provider_vm_name=rules.provider_vm_name(request.name, installation),
         cpu=request.cpu,
         memory=request.memory,
         storage=request.storage,
@@ -153,6 +192,7 @@ async def create_vm(
             session.add(vm)
     except IntegrityError:
         raise NameTakenError(f"A VM named {request.name} already exists") from None
+    trace.recorded = True
 
     try:
         vm = await _deploy(
@@ -162,6 +202,7 @@ async def create_vm(
             key.public_key,
             request,
             progress,
+            trace,
             background=capabilities is not None and capabilities.async_create,
         )
     except DatabaseLockedError:
@@ -172,8 +213,18 @@ async def create_vm(
         ) from None
     except GolemError:
         raise
+    except asyncio.CancelledError:
+        # Ctrl-C: record what is known, shielded so the interrupt cannot cut the write.
+        if trace.sent:
+            await asyncio.shield(
+                _keep_as_error(services, vm.id, "create was interrupted; the provider may hold it")
+            )
+        else:
+            await asyncio.shield(_forget_id(services, vm.id))
+            trace.recorded = False
+        raise
     except Exception as error:  # a bug must not leave the record without a trace
-        await _note_error(services, vm.id, f"create failed: {type(error).__name__}: {error}")
+        await _keep_as_error(services, vm.id, f"create failed: {type(error).__name__}: {error}")
         raise
     # The new VM (or a re-created one with a name an old entry had) gets its entry.
     await sync_ssh_config(services.settings, services.db)
@@ -192,15 +243,18 @@ async def _deploy(
     public_key: str,
     request: CreateRequest,
     progress: Progress,
+    trace: CreateTrace,
     *,
     background: bool,
 ) -> VM:
     """Steps 4-5 of create, for a VM already recorded locally as ``creating``.
 
-    With ``background`` (the current generation) the provider makes the VM in a
-    job that is polled; the job, the SSH port and SSH itself all fit in
-    ``request.ssh_wait``."""
-    from requestor.ssh.hostkeys import wait_for_host_key
+    After any failure that may have reached the provider the record stays, as
+    ``error`` with the reason, unless the provider confirms that it holds no such
+    VM (a clean-up DELETE that succeeded). With ``background`` (the current
+    generation) the provider makes the VM in a job that is polled; the job, the
+    SSH port and SSH itself all fit in ``request.ssh_wait``."""
+    from requestor.ssh.hostkeys import BrokenSSHServer, wait_for_host_key
 
     deadline = time.monotonic() + request.ssh_wait
     progress(f"Deploying on provider {provider.label}")
@@ -210,6 +264,7 @@ async def _deploy(
         ssh_key=public_key,
         stream_id=request.stream_id,
     )
+    trace.sent = True
     try:
         answer = await provider.create_vm(body, background=background)
     except PaymentRequiredError:
@@ -218,24 +273,50 @@ async def _deploy(
         await _forget_id(services, vm.id)
         raise
     except (InsufficientResourcesError, ProviderRefusedError) as error:
-        # The provider said no. A failed launch may still hold a VM by that name:
-        # ask for its removal (unknown names are fine), then drop the record.
-        with contextlib.suppress(GolemError):
+        # The provider said no, yet a failed launch may hold a VM by that name (the
+        # deployed catch-all answers 500 after creating it). Only a clean-up DELETE
+        # that succeeds (unknown names are fine) proves nothing is left.
+        try:
             await provider.delete(vm.provider_vm_name)
+        except GolemError as cleanup:
+            if isinstance(error, ProviderRefusedError) and (error.status or 500) < 500:
+                # A 4xx: the request itself was turned down, nothing was made.
+                await _forget_id(services, vm.id)
+                trace.recorded = False
+                raise error from None
+            await _keep_as_error(
+                services,
+                vm.id,
+                f"create failed ({error.message}); the clean-up failed ({cleanup.message})",
+            )
+            raise type(error)(
+                f"{error.message}. The provider may still hold the VM (its clean-up "
+                f"failed), so {request.name} is kept, as 'error'",
+                hint=_resolve_hint(request.name),
+            ) from None
         await _forget_id(services, vm.id)
+        trace.recorded = False
         raise error from None
     except ProviderUnreachable as error:
         if error.transport.refused:
             await _forget_id(services, vm.id)  # the request never reached the provider
+            trace.recorded = False
             raise
-        await _note_error(services, vm.id, error.message)
+        # A timeout or a cut after sending: the provider may be creating it now,
+        # so a clean-up DELETE could come first and prove nothing.
+        await _keep_as_error(services, vm.id, error.message)
         raise ProviderUnavailableError(
-            f"{error.message}; the VM may or may not have been created",
-            hint=f"Run 'golem vm list --refresh' to find out; it resolves {request.name}.",
+            f"{error.message}; the VM may or may not have been created, so "
+            f"{request.name} is kept, as 'error'",
+            hint=_resolve_hint(request.name),
         ) from None
     except ProviderProtocolError as error:
-        await _note_error(services, vm.id, error.message)
-        raise
+        await _keep_as_error(services, vm.id, error.message)
+        raise ProviderProtocolError(
+            f"{error.message}; the VM may or may not have been created, so "
+            f"{request.name} is kept, as 'error'",
+            hint=_resolve_hint(request.name),
+        ) from None
 
     if isinstance(answer, CreateJob):
         status = VMStatus.CREATING
@@ -281,24 +362,28 @@ async def _deploy(
             status=status,
         )
     if stored is None:
-        # Destroyed or forgotten locally while being created: do not leave an
-        # orphan running (and billed) at the provider.
-        with contextlib.suppress(GolemError):
-            await provider.delete(vm.provider_vm_name)
-        raise GolemError(
-            f"VM {request.name} was removed locally while it was being created; "
-            "it was deleted at the provider too",
-            hint="Create it again if you still want it.",
-        )
+        raise await _removed_meanwhile(provider, vm, request.name)
     vm.ssh_host, vm.ssh_port = ssh_host, access.ssh_port
+
+    async def still_recorded() -> bool:
+        async with services.db.read() as session:
+            return await repository.get_vm_by_id(session, vm.id) is not None
 
     progress(f"Waiting for SSH on {ssh_host}:{access.ssh_port}")
     try:
         host_key = await wait_for_host_key(
-            ssh_host, access.ssh_port, max(0.0, deadline - time.monotonic())
+            ssh_host,
+            access.ssh_port,
+            max(0.0, deadline - time.monotonic()),
+            keep_waiting=still_recorded,
         )
+    except BrokenSSHServer as error:
+        if not await _note_error(services, vm.id, f"SSH after create: {error.reason}"):
+            raise await _removed_meanwhile(provider, vm, request.name) from None
+        raise broken_ssh_error(request.name, error.reason) from None
     except SSHUnreachableError:
-        await _note_error(services, vm.id, "SSH did not answer after create")
+        if not await _note_error(services, vm.id, "SSH did not answer after create"):
+            raise await _removed_meanwhile(provider, vm, request.name) from None
         raise SSHUnreachableError(
             f"Unable to establish SSH connection (VM may be starting up): {request.name} "
             f"was created, but its SSH did not answer within {request.ssh_wait:g} s",
@@ -307,7 +392,36 @@ async def _deploy(
         stored = await repository.update_vm(
             session, vm.id, host_key=host_key, status=VMStatus.RUNNING, last_error=None
         )
-    return stored or vm
+    if stored is None:
+        raise await _removed_meanwhile(provider, vm, request.name)
+    return stored
+
+
+def _resolve_hint(name: str) -> str:
+    return (
+        f"Run 'golem vm list --refresh' to see what the provider holds (it resolves {name}), "
+        f"or 'golem vm destroy {name}' to remove it there."
+    )
+
+
+async def _removed_meanwhile(provider: ProviderClient, vm: VM, name: str) -> GolemError:
+    """The record went away while create ran (destroyed or forgotten by another golem
+    process): never report success for it, and leave nothing running (and billed)
+    at the provider."""
+    try:
+        await provider.delete(vm.provider_vm_name)
+    except GolemError as error:
+        return GolemError(
+            f"VM {name} was removed from local state while it was being created, and "
+            f"deleting it at the provider failed: {error.message}",
+            hint="Run 'golem vm list --refresh': it shows the VM as an orphan if the "
+            "provider still holds it.",
+        )
+    return GolemError(
+        f"VM {name} was removed from local state while it was being created (destroyed or "
+        "forgotten by another golem command); it is deleted at the provider too",
+        hint="Create it again if you still want it.",
+    )
 
 
 class _JobFailed(Exception):
@@ -380,6 +494,13 @@ async def _forget_id(services: Services, vm_id: int) -> None:
         await repository.delete_vm(session, vm_id)
 
 
-async def _note_error(services: Services, vm_id: int, message: str) -> None:
+async def _note_error(services: Services, vm_id: int, message: str) -> bool:
+    """Record ``message`` as the VM's last error; False if its record is gone."""
     async with services.db.write(after_remote=True) as session:
-        await repository.update_vm(session, vm_id, last_error=message)
+        return await repository.update_vm(session, vm_id, last_error=message) is not None
+
+
+async def _keep_as_error(services: Services, vm_id: int, message: str) -> None:
+    """The provider may hold the VM: keep the record, as ``error``, with the reason."""
+    async with services.db.write(after_remote=True) as session:
+        await repository.update_vm(session, vm_id, status=VMStatus.ERROR, last_error=message)

@@ -68,9 +68,11 @@ class ProviderClient:
 
     def _refused(self, response: Response, action: str) -> ProviderRefusedError:
         detail = clean(response.detail(), 300) or "no detail"
-        return ProviderRefusedError(
+        refusal = ProviderRefusedError(
             f"Provider {self.label} refused to {action} (HTTP {response.status}: {detail})"
         )
+        refusal.status = response.status
+        return refusal
 
     @staticmethod
     def _vm_path(name: str) -> str:
@@ -127,6 +129,21 @@ class ProviderClient:
                 f"(it answered: {clean(detail, 200)})"
             )
         raise self._refused(response, "create the VM")
+
+    async def list_vms(self) -> list[VMInfo]:
+        """``GET /vms``. Legacy providers may answer ``[]`` while they hold VMs (see
+        the contract): an empty list proves nothing."""
+        response = await self._call("GET", "/vms", retries=1)
+        if not response.ok:
+            raise self._refused(response, "list its VMs")
+        if not isinstance(response.data, list):
+            raise ProviderProtocolError(
+                f"Provider {self.label} sent a VM list that does not fit the contract (not a list)"
+            )
+        return [
+            self._parse(VMInfo, Response(response.status, item), "VM description")
+            for item in response.data
+        ]
 
     async def job(self, job_id: str) -> CreateJob:
         """An async create's job, as the provider sees it now."""

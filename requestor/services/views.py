@@ -8,7 +8,7 @@ build the same values from ``sqlite3`` rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -66,12 +66,37 @@ def vm_view(vm: VM) -> VMView:
 
 
 @dataclass(frozen=True)
+class OrphanView:
+    """A VM a provider holds under a name of this installation, with no local record."""
+
+    provider_id: str | None
+    provider_ip: str
+    provider_vm_name: str
+    status: str  # as the provider reports it
+    cpu: int | None
+    memory: int | None
+    storage: int | None
+    ssh_port: int | None
+
+    @property
+    def suggested_name(self) -> str:
+        """The local name it was created with (as far as the provider-side name kept it)."""
+        from requestor.wire import rules
+
+        parsed = rules.parse_provider_vm_name(self.provider_vm_name)
+        return parsed[0] if parsed else self.provider_vm_name
+
+
+@dataclass(frozen=True)
 class VMListing:
     """``golem vm list``: the VMs, and rows of the earlier golem that could not be read."""
 
     vms: list[VMView]
     rejected_legacy: int = 0
     db_path: str = ""
+    # With --refresh: VMs of this installation that providers hold and no record names.
+    orphans: list[OrphanView] = field(default_factory=list)
+    orphan_scan_failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

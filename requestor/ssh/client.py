@@ -16,7 +16,14 @@ from pathlib import Path
 
 from requestor.errors import GolemError, SSHAuthError, SSHError, StateError
 from requestor.ssh._asyncssh import asyncssh
-from requestor.ssh.hostkeys import HOST_KEY_ALGORITHMS, fetch_host_key, host_key_changed, same_key
+from requestor.ssh.hostkeys import (
+    HOST_KEY_ALGORITHMS,
+    NON_ASCII_VERSION,
+    BrokenSSHServer,
+    fetch_host_key,
+    host_key_changed,
+    same_key,
+)
 from requestor.ssh.keys import load_client_key
 from requestor.ssh.tuning import connect_options
 
@@ -42,7 +49,9 @@ class Endpoint:
 
 
 class Unreachable(Exception):
-    """Nothing answered the SSH handshake (refused, reset, timed out): worth retrying."""
+    """The SSH handshake did not complete (refused, reset, cut, timed out): worth
+    retrying; ``hostkeys.diagnose_ssh_port`` tells a broken server from a VM that
+    is not up yet."""
 
 
 class _FirstUseClient(asyncssh.SSHClient):
@@ -69,7 +78,7 @@ def _pinned_key(endpoint: Endpoint) -> asyncssh.SSHKey | None:
 async def _seen_host_key(endpoint: Endpoint) -> str | None:
     try:
         return await fetch_host_key(endpoint.host, endpoint.port)
-    except (OSError, TimeoutError, asyncssh.Error, GolemError):
+    except (OSError, TimeoutError, asyncssh.Error, GolemError, BrokenSSHServer):
         return None
 
 
@@ -90,7 +99,8 @@ def server_key_line(conn: asyncssh.SSHClientConnection) -> str | None:
 async def connect_once(
     endpoint: Endpoint, limit: float, first_use: FirstUse | None = None
 ) -> asyncssh.SSHClientConnection:
-    """One authenticated connection, or ``Unreachable`` when nothing answered.
+    """One authenticated connection; ``Unreachable`` when the handshake did not
+    complete within ``limit``, ``BrokenSSHServer`` when it never will.
 
     With a pinned key only that key is accepted (a different one is a
     ``HostKeyChangedError`` naming both fingerprints). Without one, the key
@@ -138,6 +148,9 @@ async def connect_once(
         raise SSHAuthError(
             f"VM {endpoint.name} refused the SSH key {endpoint.key_path}",
         ) from None
+    except UnicodeDecodeError:
+        # asyncssh decodes the server's version line as ASCII and lets this through.
+        raise BrokenSSHServer(NON_ASCII_VERSION) from None
     except (OSError, TimeoutError, asyncssh.DisconnectError) as error:
         raise Unreachable(str(error) or type(error).__name__) from None
     if pinned is None and first_use is not None:

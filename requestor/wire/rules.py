@@ -14,9 +14,14 @@ CPU_CHOICES = (1, 2, 4, 8, 16)
 MEMORY_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 STORAGE_MIN = 10
 SSH_KEY_PREFIXES = ("ssh-rsa ", "ssh-ed25519 ")
-# Room for "-" and the random suffix that makes the provider-side name unique.
+# Room for "-g" + the installation id + "-" + the random suffix that makes the
+# provider-side name unique: "web-1-g1a2b3c4d-9f8e7d6c".
 _SUFFIX_BYTES = 4
-_PROVIDER_NAME_STEM_MAX = NAME_MAX - 1 - 2 * _SUFFIX_BYTES
+_INSTALLATION_LEN = 8
+_PROVIDER_NAME_STEM_MAX = NAME_MAX - 2 - _INSTALLATION_LEN - 1 - 2 * _SUFFIX_BYTES
+_PROVIDER_NAME = re.compile(
+    r"(?P<stem>[a-z0-9][a-z0-9-]*)-g(?P<installation>[0-9a-f]{8})-[0-9a-f]{8}"
+)
 
 
 def check_vm_name(name: str) -> str:
@@ -70,11 +75,22 @@ def check_ssh_key(public_key: str) -> None:
         )
 
 
-def provider_vm_name(local_name: str) -> str:
-    """A fresh provider-side name: the local name plus a random suffix.
+def provider_vm_name(local_name: str, installation: str) -> str:
+    """A fresh provider-side name: the local name, this installation's id, and a
+    random suffix.
 
     The provider keys VMs by name across all of its requestors, and a second
-    create with a taken name orphans the first VM, so a name is never reused.
+    create with a taken name orphans the first VM, so a name is never reused. The
+    installation id marks the VM as ours, so it can be found again without a record.
     """
     stem = local_name[:_PROVIDER_NAME_STEM_MAX].rstrip("-")
-    return f"{stem}-{secrets.token_hex(_SUFFIX_BYTES)}"
+    return f"{stem}-g{installation}-{secrets.token_hex(_SUFFIX_BYTES)}"
+
+
+def parse_provider_vm_name(name: str) -> tuple[str, str] | None:
+    """(stem, installation id) of a name ``provider_vm_name`` made; None for any
+    other name (older records, other requestors' VMs)."""
+    found = _PROVIDER_NAME.fullmatch(name)
+    if found is None:
+        return None
+    return found["stem"], found["installation"]

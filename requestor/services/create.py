@@ -30,7 +30,7 @@ from requestor.errors import (
     UnrecordedActionsError,
 )
 from requestor.services.access import broken_ssh_error, sync_ssh_config
-from requestor.services.capabilities import Capabilities, capabilities_of
+from requestor.services.capabilities import Capabilities, capabilities_of, remembered
 from requestor.services.installation import installation_id
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.provider_search import Progress, choose_provider
@@ -154,12 +154,16 @@ async def create_vm(
                 f"{request.memory} GB RAM and {request.storage} GB storage"
             )
     provider = services.provider(ad.ip_address, ad.provider_id)
-    # Seconds, not the create call's minutes: a provider that accepts connections
-    # and never answers is found out before anything is recorded or sent. An odd
-    # answer is still an answer; the create call's own is judged on its own.
-    progress(f"Checking that provider {provider.label} answers")
-    with contextlib.suppress(ProviderProtocolError):
-        await provider.probe()
+    if probed is None and await remembered(services, ad.ip_address) is None:
+        # Seconds, not the create call's minutes: a provider that accepts
+        # connections and never answers is found out before anything is recorded
+        # or sent. The same call tells what it supports (one /provider/info); a
+        # provider that answered it within the capabilities' lifetime is not asked.
+        progress(f"Checking that provider {provider.label} answers")
+        with contextlib.suppress(ProviderProtocolError):
+            survey = await provider.survey()
+            if survey.detected:
+                probed = Capabilities.from_info(survey.info)
 
     # What the provider supports decides the path; some providers golem cannot use.
     progress(f"Checking what provider {provider.label} supports")

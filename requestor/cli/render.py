@@ -876,12 +876,13 @@ def create_line(name: str, text: str) -> None:
 # --- one VM in full -----------------------------------------------------------------
 
 
-def vm_info_json(vm: VMView) -> dict[str, Any]:
-    """``vm info --json``: ``vm_json``'s keys plus the SSH host on its own."""
-    return {**vm_json(vm), "ssh_host": vm.ssh_host}
+def vm_info_json(vm: VMView, can_start: bool | None = None) -> dict[str, Any]:
+    """``vm info --json``: ``vm_json``'s keys plus the SSH host on its own and
+    whether its provider can start it again once stopped (null: not known)."""
+    return {**vm_json(vm), "ssh_host": vm.ssh_host, "can_start_stopped": can_start}
 
 
-def vm_info(console: Console, vm: VMView) -> None:
+def vm_info(console: Console, vm: VMView, can_start: bool | None = None) -> None:
     from requestor.ssh.hostkeys import fingerprint
 
     def when(value: datetime) -> str:
@@ -905,6 +906,14 @@ def vm_info(console: Console, vm: VMView) -> None:
         ("Created", Text(when(vm.created_at))),
         ("Updated", Text(when(vm.updated_at))),
         ("Last error", safe(vm.last_error or "none", 1000)),
+        (
+            "Restart",
+            Text(
+                {True: "its provider can start it again once stopped", None: "not known"}.get(
+                    can_start, "no: its provider cannot start a stopped VM (a stop is final)"
+                )
+            ),
+        ),
     ]
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")

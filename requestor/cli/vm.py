@@ -450,13 +450,15 @@ def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_js
 
         view = local_vm(app.settings, name, app.run)
     from requestor.cli import render
+    from requestor.services.local import provider_can_start
 
+    can_start = provider_can_start(app.settings, view)
     if as_json:
-        render.print_json(render.vm_info_json(view))
+        render.print_json(render.vm_info_json(view, can_start))
         return
     if outcome is not None and not outcome.ok:
         render.refresh_failed(app.err_console, outcome)
-    render.vm_info(app.console, view)
+    render.vm_info(app.console, view, can_start)
 
 
 @vm.command()

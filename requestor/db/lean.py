@@ -96,3 +96,25 @@ def _typed(row: tuple[Any, ...]) -> dict[str, Any]:
         # Stored as SQLAlchemy stores UTC: naive ISO text (models.UTCDateTime).
         values[column] = datetime.fromisoformat(values[column]).replace(tzinfo=UTC)
     return values
+
+
+def can_start(db_path: Path, ip_address: str) -> bool | None:
+    """Whether the provider at ``ip_address`` can start a stopped VM, as golem last
+    detected it (``provider_capabilities``, any age); None when not known."""
+    if not db_path.is_file():
+        return None
+    try:
+        connection = sqlite3.connect(
+            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        row = connection.execute(
+            "SELECT can_start FROM provider_capabilities WHERE ip_address = ?", (ip_address,)
+        ).fetchone()
+    except sqlite3.Error:
+        return None  # an older schema: not known
+    finally:
+        connection.close()
+    return None if row is None or row[0] is None else bool(row[0])

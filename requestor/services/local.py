@@ -67,3 +67,11 @@ async def _orm_vm(settings: Settings, name: str) -> VMView:
 
     async with Database(settings.db_path) as db, db.read() as session:
         return vm_view(await repository.get_vm(session, name))
+
+
+def provider_can_start(settings: Settings, vm: VMView) -> bool | None:
+    """Whether ``vm``'s provider can start it again once stopped, as last detected
+    (current-generation providers cannot); None when golem has not learned it."""
+    from requestor.db import lean
+
+    return lean.can_start(settings.db_path, vm.provider_ip)

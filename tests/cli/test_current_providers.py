@@ -562,3 +562,24 @@ def test_sort_keys_offered_are_the_rankings_there_are() -> None:
     from requestor.services.provider_search import SORT_KEYS
 
     assert tuple(SORT_KEYS) == PROVIDER_SORT_KEYS
+
+
+def test_info_says_whether_the_provider_can_start_the_vm_again(
+    golem_env: GolemEnv,
+    golem: Golem,
+    devnet_factory: DevnetFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _net, legacy, current = _pair(devnet_factory, monkeypatch)
+    assert_ok(_create(golem, "old-one", legacy))
+    assert_ok(_create(golem, "new-one", current))
+
+    new = golem("vm", "info", "new-one", "--json")
+    assert_ok(new)
+    assert json.loads(new.output)["can_start_stopped"] is False
+    old = golem("vm", "info", "old-one", "--json")
+    assert_ok(old)
+    assert json.loads(old.output)["can_start_stopped"] is None  # legacy: not known
+    table = golem("vm", "info", "new-one")
+    assert_ok(table)
+    assert "cannot start a stopped VM (a stop is final)" in table.output

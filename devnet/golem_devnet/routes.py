@@ -4,7 +4,7 @@ loading pydantic."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 # Named after what they do. The last six only the current generation serves
 # (golem_devnet.current); a legacy provider answers them 404 "Not Found".
@@ -23,21 +23,7 @@ RouteName = Literal[
     "streams",
     "admin_shutdown",
 ]
-ROUTE_NAMES: tuple[RouteName, ...] = (
-    "create",
-    "list",
-    "get",
-    "access",
-    "stop",
-    "start",
-    "delete",
-    "job",
-    "provider_info",
-    "summary",
-    "stream",
-    "streams",
-    "admin_shutdown",
-)
+ROUTE_NAMES: tuple[RouteName, ...] = get_args(RouteName)
 # The same routes as the wire contract writes them (under /api/v1); either
 # spelling names a route, e.g. hold=["POST /vms"] or hold=["create"].
 ROUTE_PATHS: dict[RouteName, str] = {

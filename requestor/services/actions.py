@@ -34,7 +34,7 @@ from requestor.services.access import sync_ssh_config
 from requestor.services.capabilities import restart_support
 from requestor.services.provider import ProviderClient, ProviderUnreachable
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
-from requestor.services.views import VMFilter, VMListing, VMView, vm_view
+from requestor.services.views import CountsOutcomes, VMFilter, VMListing, VMView, vm_view
 from requestor.status import VMStatus
 from requestor.text import clean
 from requestor.wire.models import Advertisement, VMInfo
@@ -169,19 +169,11 @@ class Outcome:
 
 
 @dataclass
-class BulkReport:
+class BulkReport(CountsOutcomes):
     action: Action
     outcomes: list[Outcome] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for o in self.outcomes if not o.ok)
-
-    @property
-    def succeeded(self) -> int:
-        return sum(1 for o in self.outcomes if o.ok)
 
 
 _WANTED = {

@@ -23,6 +23,7 @@ from requestor.services.create import (
 )
 from requestor.services.provider_search import ProviderView, rank, reachable_fitting
 from requestor.services.runtime import Services
+from requestor.services.views import CountsOutcomes
 from requestor.text import clean
 from requestor.wire.models import Advertisement, Resources
 
@@ -52,18 +53,10 @@ class CreateOutcome:
 
 
 @dataclass
-class CreateReport:
+class CreateReport(CountsOutcomes):
     outcomes: list[CreateOutcome] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
-
-    @property
-    def succeeded(self) -> int:
-        return sum(1 for o in self.outcomes if o.ok)
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for o in self.outcomes if not o.ok)
 
 
 def validate_many(requests: Sequence[CreateRequest]) -> None:

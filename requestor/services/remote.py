@@ -20,7 +20,7 @@ from requestor.errors import GolemError
 from requestor.services.access import Access, target_of
 from requestor.services.actions import select_vms
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
-from requestor.services.views import VMView, vm_view
+from requestor.services.views import CountsOutcomes, VMView, vm_view
 from requestor.text import clean
 
 # Called with (VM name, stream, line): stream 1 is stdout, 2 stderr.
@@ -55,22 +55,13 @@ class ExecOutcome:
 
 
 @dataclass
-class ExecReport:
+class ExecReport(CountsOutcomes):
     """Every selected VM's outcome, in selection order once done."""
 
     command: str
     outcomes: list[ExecOutcome] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
-
-    @property
-    def succeeded(self) -> int:
-        return sum(1 for o in self.outcomes if o.ok)
-
-    @property
-    def failed(self) -> int:
-        """VMs where the command did not run, or returned non-zero."""
-        return sum(1 for o in self.outcomes if not o.ok)
 
 
 async def exec_on_vms(

@@ -8,9 +8,10 @@ build the same values from ``sqlite3`` rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from requestor.status import VMStatus
 
@@ -125,3 +126,24 @@ class VMFilter:
 
     def apply(self, vms: list[VMView]) -> list[VMView]:
         return vms if self.everything else [vm for vm in vms if self.matches(vm)]
+
+
+class _HasOk(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+
+class CountsOutcomes:
+    """The counts every report of many VMs gives (bulk actions, exec, several
+    creates); the root group maps them to exit codes 0, 3 and 1."""
+
+    outcomes: Sequence[_HasOk]
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for o in self.outcomes if o.ok)
+
+    @property
+    def failed(self) -> int:
+        """VMs whose work did not succeed (for exec: did not run, or returned non-zero)."""
+        return sum(1 for o in self.outcomes if not o.ok)

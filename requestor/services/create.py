@@ -211,7 +211,7 @@ async def create_vm(
         )
     except DatabaseLockedError:
         raise UnrecordedActionsError(
-            f"The database {services.settings.db_path} stayed locked by another golem"
+            f"The database {services.settings.database_label} stayed locked by another golem"
             f" process after provider {ad.provider_id} was asked to create {request.name}"
             f" (as {vm.provider_vm_name}): what the provider did is not fully recorded"
         ) from None

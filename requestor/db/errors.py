@@ -129,3 +129,10 @@ def _text(error: DBAPIError) -> str:
     text = str(error.orig) if error.orig is not None else str(error)
     # asyncpg's messages span lines (DETAIL, HINT): the first says what happened.
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def violates_unique_name(error: DBAPIError) -> bool:
+    """Whether an insert failed because another VM holds the name (SQLite and
+    PostgreSQL word it differently)."""
+    text = str(error.orig)
+    return "uq_vms_name" in text or "vms.name" in text

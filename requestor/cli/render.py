@@ -394,6 +394,14 @@ def vm_json(vm: VMView) -> dict[str, Any]:
         "last_error": vm.last_error,
         "created_at": _iso(vm.created_at),
         "updated_at": _iso(vm.updated_at),
+        "owner": (
+            None
+            if vm.created_by_user is None
+            else {"user": vm.created_by_user, "host": vm.created_by_host}
+        ),
+        "last_actor": vm.last_actor,
+        "last_action": vm.last_action,
+        "last_action_at": _iso(vm.last_action_at),
     }
 
 
@@ -407,7 +415,10 @@ def vm_list_json(vms: Sequence[VMView], refresh: BulkReport | None) -> list[dict
         listed.append(
             {
                 **vm_json(vm),
-                "refreshed": outcome is not None and outcome.ok,
+                # A VM another golem was acting on was not asked about.
+                "refreshed": outcome is not None
+                and outcome.ok
+                and outcome.result.value != "handled_elsewhere",
                 "refresh_error": None if outcome is None or outcome.ok else outcome.error,
             }
         )
@@ -712,6 +723,12 @@ def report(console: Console, report: BulkReport, as_json: bool) -> None:
 
 
 def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
+    if outcome.result.value == "handled_elsewhere":
+        what = clean(outcome.note or "by another golem", 200)
+        console.print(
+            Text(f"✓ {clean(outcome.name, 64)}: handled elsewhere ({what})", style="green")
+        )
+        return
     mark = "✓" if outcome.ok else "✗"
     already = " (already)" if outcome.result.value == "already" else ""
     note = f": {outcome.note}" if outcome.note else ""
@@ -727,12 +744,18 @@ def bulk(console: Console, report: BulkReport) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("Name", "Provider", "Result", "Status", "Error"):
         table.add_column(column, overflow="fold")
-    style = {"done": "green", "already": "green", "failed": "red", "cancelled": "yellow"}
+    style = {
+        "done": "green",
+        "already": "green",
+        "handled_elsewhere": "cyan",
+        "failed": "red",
+        "cancelled": "yellow",
+    }
     for outcome in sorted(report.outcomes, key=lambda o: (o.ok, o.name)):
         table.add_row(
             safe(outcome.name, 64),
             safe(outcome.provider, 40),
-            Text(outcome.result.value, style=style[outcome.result.value]),
+            Text(outcome.result.value.replace("_", " "), style=style[outcome.result.value]),
             Text(outcome.status.value if outcome.status else "removed"),
             safe(outcome.error or outcome.note or "", 200),
         )
@@ -742,7 +765,10 @@ def bulk(console: Console, report: BulkReport) -> None:
 
 def summary_line(report: BulkReport) -> Text:
     verb = _PAST[report.action.value].lower()
-    text = Text(f"{report.action.value}: {report.succeeded} {verb}", style="bold")
+    elsewhere = report.handled_elsewhere
+    text = Text(f"{report.action.value}: {report.succeeded - elsewhere} {verb}", style="bold")
+    if elsewhere:
+        text.append(f", {elsewhere} handled elsewhere", style="bold cyan")
     if report.failed:
         text.append(f", {report.failed} failed", style="bold red")
     text.append(f" of {len(report.outcomes)} in {report.seconds:.2f} s")
@@ -761,6 +787,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "error": outcome.error,
         "provider_vm_name": outcome.provider_vm_name,
         "note": outcome.note,
+        "handled_by": outcome.handled_by,
     }
 
 

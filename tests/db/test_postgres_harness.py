@@ -51,13 +51,7 @@ async def test_a_wrong_password_is_refused(pg_server: PostgresServer) -> None:
     conn = await asyncpg.connect(pg_server.dsn("postgres"))
     await conn.close()
     with pytest.raises(asyncpg.InvalidPasswordError):
-        await asyncpg.connect(
-            host=pg_server.host,
-            port=pg_server.port,
-            user=pg_server.user,
-            password=pg_server.password + "x",
-            database="postgres",
-        )
+        await asyncpg.connect(pg_server.dsn("postgres", password=pg_server.password + "x"))
 
 
 async def test_each_pg_url_is_its_own_database(pg_url_factory: Callable[[], str]) -> None:

@@ -2,8 +2,9 @@
 
 ``pg_server`` (session): one server per test session (per pytest-xdist worker),
 started on first use (~1.5 s) and removed at the end; ``host``, ``port``,
-``user``, ``password``, ``admin_url``, ``url(db)``, ``dsn(db)`` (for
-``asyncpg.connect``), ``create_database()``, ``drop_database(name)``.
+``user``, ``password``, ``admin_url``, ``url(db)``, ``dsn(db)`` (both take
+``password=`` for one the server refuses; ``dsn`` for
+``asyncpg.connect``), ``create_database(template=...)``, ``drop_database(name)``.
 ``pg_url``: a fresh empty database for this test, as the URL golem takes
 (``postgresql+asyncpg://USER:PASSWORD@127.0.0.1:PORT/NAME``); dropped afterwards.
 ``pg_url_factory()``: more of them in one test (each call a new database).

@@ -254,13 +254,16 @@ class PostgresServer:
             raise RuntimeError("the PostgreSQL server is not running")
         return pid
 
-    def url(self, database: str) -> str:
-        """The SQLAlchemy URL golem takes (GOLEM_REQUESTOR_DATABASE_URL)."""
-        return self.dsn(database).replace("postgresql://", "postgresql+asyncpg://", 1)
+    def url(self, database: str, *, password: str | None = None) -> str:
+        """The SQLAlchemy URL golem takes (GOLEM_REQUESTOR_DATABASE_URL); another
+        ``password`` makes one the server refuses."""
+        dsn = self.dsn(database, password=password)
+        return dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 
-    def dsn(self, database: str) -> str:
+    def dsn(self, database: str, *, password: str | None = None) -> str:
         """The same place as a libpq/asyncpg DSN, for ``asyncpg.connect``."""
-        return f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+        secret = self.password if password is None else password
+        return f"postgresql://{self.user}:{secret}@{self.host}:{self.port}/{database}"
 
     @property
     def admin_url(self) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
 
 from requestor.db.models import (
     VM,
@@ -53,6 +54,32 @@ class VMChanges(TypedDict, total=False):
     last_error: str | None
 
 
+class Authorship(TypedDict):
+    """The team-mode columns a new VM record starts with."""
+
+    created_by_user: str
+    created_by_host: str
+    last_actor: str
+    last_action: str
+    last_action_at: datetime
+    ssh_public_key: str | None
+
+
+def created_by(
+    user: str, host: str, public_key: str | None, *, action: str = "create"
+) -> Authorship:
+    """Who records a new VM (create, adopt), and the key the VM trusts (its
+    comment dropped: only the key itself is shared)."""
+    return {
+        "created_by_user": user,
+        "created_by_host": host,
+        "last_actor": f"{user}@{host}",
+        "last_action": action,
+        "last_action_at": utcnow(),
+        "ssh_public_key": None if public_key is None else " ".join(public_key.split()[:2]),
+    }
+
+
 async def update_vm(session: AsyncSession, vm_id: int, **values: Unpack[VMChanges]) -> VM | None:
     """Set columns of one VM (``updated_at`` follows by itself); None if it is gone,
     e.g. destroyed or forgotten by another golem process meanwhile."""
@@ -82,19 +109,56 @@ async def count_rejected_legacy(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(LegacyRejectedVM)) or 0)
 
 
+async def _upsert(
+    session: AsyncSession,
+    model: type[DeclarativeBase],
+    values: dict[str, Any],
+    *,
+    keep: Sequence[str] = (),
+) -> None:
+    """Insert a row, or update the one with its primary key, in one statement.
+
+    A read then an insert is a race on a shared database: two golem processes
+    (or two tasks of one) both find nothing and both insert, and one fails.
+    ``keep``: columns an existing row keeps (only a new row takes them).
+    """
+    from sqlalchemy import Table
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    table = model.__table__
+    assert isinstance(table, Table)
+    keys = [column.name for column in table.primary_key]
+    dialect = session.get_bind().dialect.name
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    statement = statement.values(**values)
+    updated = {
+        column: statement.excluded[column]
+        for column in values
+        if column not in keys and column not in keep
+    }
+    if updated:
+        statement = statement.on_conflict_do_update(index_elements=keys, set_=updated)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=keys)
+    await session.execute(statement)
+
+
 async def remember_provider(
     session: AsyncSession, ad: Advertisement, seen: datetime | None = None
 ) -> None:
-    provider = await session.get(Provider, ad.provider_id)
-    if provider is None:
-        provider = Provider(provider_id=ad.provider_id, ip_address=ad.ip_address)
-        session.add(provider)
-    provider.ip_address = ad.ip_address
-    provider.country = ad.country
-    provider.cpu = ad.resources.cpu
-    provider.memory = ad.resources.memory
-    provider.storage = ad.resources.storage
-    provider.last_seen = seen or utcnow()
+    await _upsert(
+        session,
+        Provider,
+        {
+            "provider_id": ad.provider_id,
+            "ip_address": ad.ip_address,
+            "country": ad.country,
+            "cpu": ad.resources.cpu,
+            "memory": ad.resources.memory,
+            "storage": ad.resources.storage,
+            "last_seen": seen or utcnow(),
+        },
+    )
 
 
 async def known_providers(session: AsyncSession) -> dict[str, str | None]:
@@ -114,10 +178,13 @@ async def known_providers(session: AsyncSession) -> dict[str, str | None]:
 
 async def ensure_provider(session: AsyncSession, provider_id: str, ip_address: str) -> None:
     """A providers row for a VM's provider that local state does not know (an
-    orphan adopted after a lost database)."""
-    if await session.get(Provider, provider_id) is None:
-        session.add(Provider(provider_id=provider_id, ip_address=ip_address))
-        await session.flush()
+    orphan adopted after a lost database); a known one is left as it is."""
+    await _upsert(
+        session,
+        Provider,
+        {"provider_id": provider_id, "ip_address": ip_address, "last_seen": utcnow()},
+        keep=("ip_address", "last_seen"),
+    )
 
 
 async def find_capabilities(session: AsyncSession, ip_address: str) -> ProviderCapabilities | None:
@@ -133,22 +200,31 @@ async def store_capabilities(
     can_start: bool | None,
     payment_address: str | None,
 ) -> None:
-    row = await session.get(ProviderCapabilities, ip_address)
-    if row is None:
-        row = ProviderCapabilities(ip_address=ip_address, async_create=async_create)
-        session.add(row)
-    row.reported_provider_id = reported_provider_id
-    row.async_create = async_create
-    row.can_start = can_start
-    row.payment_address = payment_address
-    row.detected_at = utcnow()
+    await _upsert(
+        session,
+        ProviderCapabilities,
+        {
+            "ip_address": ip_address,
+            "reported_provider_id": reported_provider_id,
+            "async_create": async_create,
+            "can_start": can_start,
+            "payment_address": payment_address,
+            "detected_at": utcnow(),
+        },
+    )
 
 
 async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
-    """Keeps the detection's age: this is one more fact about it, not a new one."""
-    row = await session.get(ProviderCapabilities, ip_address)
-    if row is None:
-        # Not detected yet: a synchronous create works on either generation.
-        row = ProviderCapabilities(ip_address=ip_address, async_create=False)
-        session.add(row)
-    row.can_start = False
+    """Keeps the detection's age: this is one more fact about it, not a new one.
+    Not detected yet: a synchronous create works on either generation."""
+    await _upsert(
+        session,
+        ProviderCapabilities,
+        {
+            "ip_address": ip_address,
+            "async_create": False,
+            "can_start": False,
+            "detected_at": utcnow(),
+        },
+        keep=("async_create", "detected_at"),
+    )

@@ -123,7 +123,7 @@ async def ssh_config(settings: Settings, names: tuple[str, ...], write: bool) ->
     from requestor.services.views import vm_view
     from requestor.ssh import sshconfig
 
-    async with Database(settings.db_path) as db, db.read() as session:
+    async with Database.for_settings(settings) as db, db.read() as session:
         vms = [vm_view(vm) for vm in await repository.list_vms(session)]
     known = {vm.name for vm in vms}
     for name in names:
@@ -251,7 +251,7 @@ class Access:
         if self._db is None:
             from requestor.db.engine import Database
 
-            self._db = await self._stack.enter_async_context(Database(self.settings.db_path))
+            self._db = await self._stack.enter_async_context(Database.for_settings(self.settings))
         return self._db
 
     async def connect(
@@ -433,7 +433,7 @@ async def open_access(settings: Settings, name: str) -> AsyncIterator[Access]:
     from requestor.db import lean
 
     async with AsyncExitStack() as stack:
-        snapshot = lean.read(settings.db_path, name)
+        snapshot = lean.snapshot(settings, name)
         if snapshot is not None:
             if not snapshot.vms:
                 raise VMNotFoundError(name)
@@ -443,7 +443,7 @@ async def open_access(settings: Settings, name: str) -> AsyncIterator[Access]:
             from requestor.db.engine import Database
             from requestor.services.views import vm_view
 
-            db = await stack.enter_async_context(Database(settings.db_path))
+            db = await stack.enter_async_context(Database.for_settings(settings))
             async with db.read() as session:
                 vm = vm_view(await repository.get_vm(session, name))
             access = Access(settings, target_of(vm, settings), stack, db)

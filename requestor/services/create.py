@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from requestor.db import repository
+from requestor.db.errors import violates_unique_name
 from requestor.db.models import VM
 from requestor.errors import (
     CreateInterruptedError,
@@ -189,12 +190,17 @@ async def create_vm(
         status=VMStatus.CREATING,
         ssh_user="ubuntu",
         ssh_key_path=str(key.private_path),
+        **repository.created_by(services.settings.user, services.settings.host, key.public_key),
     )
     try:
         async with services.db.write() as session:
             await repository.remember_provider(session, ad)
             session.add(vm)
-    except IntegrityError:
+    except IntegrityError as error:
+        if not violates_unique_name(error):
+            raise
+        # Another golem (maybe on another machine sharing the database) took the
+        # name between the check and this insert: nothing was sent to a provider.
         raise NameTakenError(f"A VM named {request.name} already exists") from None
     trace.recorded = True
 
@@ -211,7 +217,7 @@ async def create_vm(
         )
     except DatabaseLockedError:
         raise UnrecordedActionsError(
-            f"The database {services.settings.db_path} stayed locked by another golem"
+            f"The database {services.settings.database_label} stayed locked by another golem"
             f" process after provider {ad.provider_id} was asked to create {request.name}"
             f" (as {vm.provider_vm_name}): what the provider did is not fully recorded"
         ) from None

@@ -42,6 +42,13 @@ class VMView:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    # Team mode (models.VM): owner, last actor, and the key the VM was created with.
+    created_by_user: str | None = None
+    created_by_host: str | None = None
+    last_actor: str | None = None
+    last_action: str | None = None
+    last_action_at: datetime | None = None
+    ssh_public_key: str | None = None
 
 
 def vm_view(vm: VM) -> VMView:
@@ -63,6 +70,12 @@ def vm_view(vm: VM) -> VMView:
         last_error=vm.last_error,
         created_at=vm.created_at,
         updated_at=vm.updated_at,
+        created_by_user=vm.created_by_user,
+        created_by_host=vm.created_by_host,
+        last_actor=vm.last_actor,
+        last_action=vm.last_action,
+        last_action_at=vm.last_action_at,
+        ssh_public_key=vm.ssh_public_key,
     )
 
 

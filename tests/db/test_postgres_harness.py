@@ -4,6 +4,7 @@ and nothing left behind when the suite dies."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import select
@@ -12,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -19,8 +21,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import REPO, GolemEnv
-from tests.plugins.postgres import DATABASE_URL_ENV, REQUIRE_ENV, DbBackend
+from requestor.db.migrate import HEAD_REVISION
+from tests.conftest import REPO, GolemEnv, assert_ok, run_golem
+from tests.plugins.postgres import REQUIRE_ENV, DbBackend
 from tests.support.postgres import BINDIR_ENV, UNPRIVILEGED_USER, PostgresServer
 
 
@@ -93,18 +96,32 @@ def test_the_server_never_runs_as_root(pg_server: PostgresServer) -> None:
     assert pwd.getpwuid(server_uid).pw_name == pg_server.os_user
 
 
-def test_db_backend_sets_the_url_for_in_process_and_subprocess_golem(
-    db_backend: DbBackend, golem_env: GolemEnv
+def _revision(url: str) -> str | None:
+    async def read() -> str | None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                if await conn.scalar(text("SELECT to_regclass('alembic_version')")) is None:
+                    return None
+                return await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())  # a synchronous test: golem in-process runs its own loop
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["CliRunner", "subprocess"])
+def test_golem_uses_the_db_backend(
+    db_backend: DbBackend, golem_env: GolemEnv, golem: Any, in_process: bool
 ) -> None:
-    if db_backend.name == "sqlite":
-        assert db_backend.url is None
-        assert DATABASE_URL_ENV not in os.environ
-        assert DATABASE_URL_ENV not in golem_env.env
+    args = ("vm", "list", "--json")
+    result = golem(*args) if in_process else run_golem(golem_env, *args)
+    assert_ok(result, args)
+    if db_backend.url is None:
+        assert golem_env.db_path.exists()
     else:
-        assert db_backend.url is not None
-        assert db_backend.url.startswith("postgresql+asyncpg://")
-        assert os.environ[DATABASE_URL_ENV] == db_backend.url
-        assert golem_env.env[DATABASE_URL_ENV] == db_backend.url
+        assert not golem_env.db_path.exists()
+        assert _revision(db_backend.url) == HEAD_REVISION
 
 
 def _wait_for_exit(pid: int, timeout: float = 30) -> bool:

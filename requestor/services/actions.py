@@ -8,7 +8,9 @@ the database.
 In a shared database (team mode) several machines may act on the same VMs at
 once: each VM is claimed (``Database.take_claim``) for its provider call and
 its record, and its row read again first, so that each VM is acted on once; the
-other machines report it as handled elsewhere.
+other machines report it as handled elsewhere. A refresh claims nothing (it
+must never make an action skip a VM); its record is written only if nobody
+recorded anything newer meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import fnmatch
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from requestor.db import repository
 from requestor.db.models import VM, utcnow
@@ -210,6 +213,9 @@ class _Change:
     moved_to: Advertisement | None = None  # the provider answers at a new address
     record: bool = True  # False: nothing to write (a refused forget changes nothing)
     cannot_start: bool = False  # the provider has no start route (remembered per provider)
+    # Written only if the row's updated_at is still this: a refresh's answer may be
+    # older than what another golem recorded meanwhile (a stop it just did).
+    unless_changed: datetime | None = None
 
     @property
     def changes_access(self) -> bool:
@@ -453,6 +459,10 @@ async def _record(
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
     async with services.db.write(after_remote=True) as session:
+        if change.unless_changed is not None:
+            stored = await repository.get_vm_by_id(session, vm_id)
+            if stored is None or stored.updated_at != change.unless_changed:
+                return  # what was recorded meanwhile is newer than this answer
         if change.delete:
             await repository.delete_vm(session, vm_id)
             return
@@ -485,8 +495,9 @@ async def _settled_elsewhere(
 ) -> tuple[VM, Outcome | None]:
     """The VM as it is now, and the outcome when there is nothing left to do.
 
-    In a shared database the row is read again once claimed: the selection's
-    copy may be stale, because another machine acted on the VM in between. If it
+    In a shared database the row is read again once claimed (a refresh, which
+    does not claim, reads it right before asking): the selection's copy may be
+    stale, because another machine acted on the VM in between. If it
     removed the VM, or did this very action (its status is the wanted one),
     the provider is not asked again. A VM that this golem itself had already
     brought there before this command is ``already``; anyone else's doing is
@@ -553,7 +564,14 @@ async def run_action(
     # Writes are one at a time anyway (one writer per process); taking turns here
     # lets each see whether an earlier one already waited for the lock in vain.
     recording = asyncio.Lock()
-    acts = action not in (Action.REFRESH,)  # refresh observes: who acted stays as it was
+    # Refresh observes: it neither claims VMs (a stop must never skip a VM
+    # because a refresh was looking at it) nor changes who acted last. In a
+    # shared database its write is conditional instead (_Change.unless_changed).
+    acts = action is not Action.REFRESH
+
+    async def release(vm: VM) -> None:
+        if acts:
+            await services.db.release_claim(vm.id)
 
     async def record(vm: VM, outcome: Outcome, change: _Change) -> None:
         nonlocal locked
@@ -570,7 +588,7 @@ async def run_action(
         finally:
             # Only once the answer is recorded: another machine that claims the
             # VM next reads what this one did.
-            await services.db.release_claim(vm.id)
+            await release(vm)
 
     def finish(outcome: Outcome) -> None:
         report.outcomes.append(outcome)
@@ -582,18 +600,20 @@ async def run_action(
             vm.provider_ip, asyncio.Semaphore(PER_PROVIDER_CONNECTIONS)
         )
         async with bound, provider_turn:
-            if not await services.db.take_claim(vm.id):
+            if acts and not await services.db.take_claim(vm.id):
                 finish(_elsewhere(vm, vm.status, "in progress in another golem process"))
                 return
             try:
                 current, settled = await _settled_elsewhere(services, action, vm)
                 if settled is not None:
                     finish(settled)
-                    await services.db.release_claim(vm.id)
+                    await release(vm)
                     return
                 outcome, change = await _perform(services, action, current, relocator)
+                if not acts and services.db.shared:
+                    change = dataclasses.replace(change, unless_changed=current.updated_at)
             except BaseException:
-                await services.db.release_claim(vm.id)
+                await release(vm)
                 raise
         # The write releases the claim when it is done.
         write = asyncio.ensure_future(record(current, outcome, change))
@@ -708,7 +728,9 @@ async def list_vms(
     async with services.db.read() as session:
         views = chosen.apply([vm_view(vm) for vm in await repository.list_vms(session)])
         rejected = await repository.count_rejected_legacy(session)
-    listing = VMListing(views, rejected, services.settings.database_label)
+    listing = VMListing(
+        views, rejected, services.settings.database_label, shared=services.db.shared
+    )
     if scan is not None:
         listing = dataclasses.replace(listing, orphans=scan.orphans, orphan_scan_failed=scan.failed)
     return listing, report

@@ -261,19 +261,31 @@ def names_only(names: Iterable[str]) -> None:
         console_line(clean(name, 200))
 
 
+def owner_text(vm: VMView) -> str:
+    """``user@host`` of the VM's creator; "-" when golem did not record one."""
+    if vm.created_by_user is None:
+        return "-"
+    return f"{vm.created_by_user}@{vm.created_by_host or '?'}"
+
+
 def vm_list(
     console: Console,
     vms: Sequence[VMView],
     orphans: Sequence[OrphanView] = (),
     filtered: bool = False,
+    *,
+    owners: bool = False,
 ) -> None:
-    table = _plain_table("Name", "Status", "IP Address", "Resources", whole=("Name", "IP Address"))
+    """The VMs' table; ``owners`` (team mode) adds whose each one is."""
+    columns = ["Name", "Status", "IP Address", "Resources"] + (["Owner"] if owners else [])
+    table = _plain_table(*columns, whole=("Name", "IP Address"))
     for vm in vms:
         table.add_row(
             safe(vm.name, 200),
             status_text(vm.status),
             safe(vm.ssh_host or vm.provider_ip, 200),
             Text(resources_text(vm.cpu, vm.memory)),
+            *([safe(owner_text(vm), 330)] if owners else []),
         )
     for orphan in orphans:
         # No local name: the provider and its name for the VM are how to find it.
@@ -282,6 +294,7 @@ def vm_list(
             Text("● orphan", style="bold red"),
             safe(orphan.provider_ip, 64),
             Text(resources_text(orphan.cpu or 0, orphan.memory or 0)),
+            *([Text("-")] if owners else []),
         )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
     if not vms and not orphans and filtered:
@@ -315,7 +328,7 @@ def vm_listing(
         names_only(vm.name for vm in listing.vms)
         return
     legacy_rejected(err_console, listing)
-    vm_list(console, listing.vms, listing.orphans, filtered=filtered)
+    vm_list(console, listing.vms, listing.orphans, filtered=filtered, owners=listing.shared)
     orphans_note(err_console, listing)
 
 
@@ -932,6 +945,8 @@ def vm_info(console: Console, vm: VMView, can_start: bool | None = None) -> None
         ),
         ("Created", Text(when(vm.created_at))),
         ("Updated", Text(when(vm.updated_at))),
+        ("Owner", safe(owner_text(vm) if vm.created_by_user else "not recorded", 330)),
+        ("Last action", safe(last_action_text(vm), 400)),
         ("Last error", safe(vm.last_error or "none", 1000)),
         (
             "Restart",
@@ -948,6 +963,37 @@ def vm_info(console: Console, vm: VMView, can_start: bool | None = None) -> None
     for label, value in rows:
         table.add_row(label, value)
     _framed(console, f"VM {clean(vm.name, 64)}", table)
+
+
+def last_action_text(vm: VMView, now: datetime | None = None) -> str:
+    """'stop by bob@ci 3 min ago'; 'not recorded' when golem kept none."""
+    if vm.last_action is None:
+        return "not recorded"
+    text = vm.last_action
+    if vm.last_actor is not None:
+        text += f" by {vm.last_actor}"
+    if vm.last_action_at is not None:
+        text += " " + ago(vm.last_action_at, now)
+    return text
+
+
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    """How long ago, roughly: "just now", "42 s ago", "3 min ago", "5 h ago", "2 days ago"."""
+    from datetime import UTC
+    from datetime import datetime as clock
+
+    if now is None:
+        now = clock.now(UTC)
+    if moment.tzinfo is None:  # the database's naive times are UTC
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int((now - moment).total_seconds())
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("day", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''} ago"
+    return f"{seconds} s ago"
 
 
 def refresh_failed(err_console: Console, outcome: Outcome) -> None:

@@ -217,6 +217,9 @@ def test_a_machine_that_comes_after_the_other_finished_stops_nothing_again(team:
     table = team.bob.golem("vm", "stop", "--all", "--yes")
     assert f"stop: 0 stopped, {VMS} handled elsewhere of {VMS}" in table.stdout
     assert f"stopped by alice@{HOST}" in table.stdout
+    one = team.bob.golem("vm", "stop", "vm-000")
+    assert one.returncode == 0, one.stderr
+    assert f"✓ vm-000: handled elsewhere (stopped by alice@{HOST})" in one.stdout
 
     calls = team.stop_calls() - before
     assert sorted(calls.values()) == [1] * VMS

@@ -8,9 +8,14 @@ locked" (busy_timeout does not help there), and updates can be lost. Write
 transactions therefore start with ``BEGIN IMMEDIATE``, which waits on the busy
 timeout for the write lock instead.
 
-PostgreSQL needs none of that: writes from many processes and machines run at
-once under row locks; a write that records what a provider already did waits
-only ``RECORD_BUSY_TIMEOUT_MS`` for a lock (``SET LOCAL lock_timeout``).
+On a shared PostgreSQL database, write transactions take one transaction-level
+advisory lock first, so that writes from every process on every machine are
+serialised exactly as SQLite's BEGIN IMMEDIATE serialises them: golem's writes
+read, then change (a first host-key pin, a counter, a name check before an
+insert), and under PostgreSQL's default READ COMMITTED two such writes at once
+would lose one update. The writes are short and never span a network call, so
+the cost is small; reads take no lock. A write that records what a provider
+already did waits only ``RECORD_BUSY_TIMEOUT_MS`` for it (``lock_timeout``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ BUSY_TIMEOUT_MS = 30_000
 RECORD_BUSY_TIMEOUT_MS = 3_000
 _BUSY_MS = "golem_busy_ms"
 _BEGIN_MODE = "golem_begin"
+# The advisory lock that serialises write transactions on a shared database
+# ("golem-w" in ASCII; migrations use their own key).
+WRITE_LOCK_KEY = 0x676F6C656D2D77
 # A shared database that does not answer the connection in this time is down.
 CONNECT_TIMEOUT_S = 10.0
 # Connections one golem process keeps to a shared database: bulk actions write
@@ -98,9 +106,12 @@ def _postgresql_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         options = connection.get_execution_options()
-        # Only the wait for a row lock is bounded; statements themselves are short.
+        # Only the wait for a lock is bounded; statements themselves are short.
         busy_ms = int(options.get(_BUSY_MS, BUSY_TIMEOUT_MS))
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = {busy_ms}")
+        if options.get(_BEGIN_MODE) == "IMMEDIATE":
+            # Released by COMMIT or ROLLBACK, also when the process dies.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
     return engine
 

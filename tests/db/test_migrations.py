@@ -21,8 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select
 
 from requestor.db.engine import Database
-from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS, migrations_dir
 from requestor.db.lean import VM_COLUMNS
+from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS, migrations_dir
 from requestor.db.models import VM, Base, Provider, VMStatus
 from requestor.errors import StateError
 from tests.conftest import GolemEnv

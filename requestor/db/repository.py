@@ -115,12 +115,15 @@ async def _upsert(
     values: dict[str, Any],
     *,
     keep: Sequence[str] = (),
+    newer_by: str | None = None,
 ) -> None:
     """Insert a row, or update the one with its primary key, in one statement.
 
     A read then an insert is a race on a shared database: two golem processes
     (or two tasks of one) both find nothing and both insert, and one fails.
     ``keep``: columns an existing row keeps (only a new row takes them).
+    ``newer_by``: a time column; an existing row is updated only when the new
+    values are newer by it (merging two databases keeps the fresher record).
     """
     from sqlalchemy import Table
     from sqlalchemy.dialects import postgresql, sqlite
@@ -137,7 +140,10 @@ async def _upsert(
         if column not in keys and column not in keep
     }
     if updated:
-        statement = statement.on_conflict_do_update(index_elements=keys, set_=updated)
+        fresher = None if newer_by is None else statement.excluded[newer_by] > table.c[newer_by]
+        statement = statement.on_conflict_do_update(
+            index_elements=keys, set_=updated, where=fresher
+        )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=keys)
     await session.execute(statement)

@@ -255,7 +255,7 @@ def _plan(snapshot: Snapshot, present: Present, settings: Settings) -> _Plan:
             legacy_rejected_vms=legacy_there,
         ),
         owner_assigned=ownerless,
-        conflicts=tuple(conflicts),
+        conflicts=tuple(sorted(conflicts, key=lambda conflict: conflict.name)),
         skip_legacy=present.legacy_rejected,
     )
 

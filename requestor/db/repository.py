@@ -109,7 +109,7 @@ async def count_rejected_legacy(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(LegacyRejectedVM)) or 0)
 
 
-async def _upsert(
+async def upsert(
     session: AsyncSession,
     model: type[DeclarativeBase],
     values: dict[str, Any],
@@ -152,7 +152,7 @@ async def _upsert(
 async def remember_provider(
     session: AsyncSession, ad: Advertisement, seen: datetime | None = None
 ) -> None:
-    await _upsert(
+    await upsert(
         session,
         Provider,
         {
@@ -185,7 +185,7 @@ async def known_providers(session: AsyncSession) -> dict[str, str | None]:
 async def ensure_provider(session: AsyncSession, provider_id: str, ip_address: str) -> None:
     """A providers row for a VM's provider that local state does not know (an
     orphan adopted after a lost database); a known one is left as it is."""
-    await _upsert(
+    await upsert(
         session,
         Provider,
         {"provider_id": provider_id, "ip_address": ip_address, "last_seen": utcnow()},
@@ -206,7 +206,7 @@ async def store_capabilities(
     can_start: bool | None,
     payment_address: str | None,
 ) -> None:
-    await _upsert(
+    await upsert(
         session,
         ProviderCapabilities,
         {
@@ -223,7 +223,7 @@ async def store_capabilities(
 async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
     """Keeps the detection's age: this is one more fact about it, not a new one.
     Not detected yet: a synchronous create works on either generation."""
-    await _upsert(
+    await upsert(
         session,
         ProviderCapabilities,
         {

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 
 from requestor.db.engine import create_engine
 from requestor.db.errors import translate_errors
-from requestor.db.migrate import _check_known, read_revision
+from requestor.db.migrate import check_known_revision, read_revision
 from requestor.db.models import (
     VM,
     LegacyRejectedVM,
@@ -29,7 +29,7 @@ from requestor.db.models import (
     UserKey,
     VMGrant,
 )
-from requestor.db.repository import _upsert
+from requestor.db.repository import upsert
 
 Row = dict[str, Any]
 
@@ -173,7 +173,7 @@ async def inspect_database(location: Path | str, label: str) -> Inspection:
     try:
         with translate_errors(label, shared=shared):
             revision = await read_revision(engine)
-            _check_known(revision, label)
+            check_known_revision(revision, label)
             async with engine.connect() as connection:
                 # Without golem's schema, tables of the same names may be shaped otherwise.
                 present = Present()
@@ -222,12 +222,12 @@ async def write_snapshot(
     ``skip_legacy`` are there already. The caller has checked that no VM is there.
     """
     for row in snapshot.providers:
-        await _upsert(session, Provider, row, newer_by="last_seen")
+        await upsert(session, Provider, row, newer_by="last_seen")
     for row in snapshot.capabilities:
-        await _upsert(session, ProviderCapabilities, row, newer_by="detected_at")
+        await upsert(session, ProviderCapabilities, row, newer_by="detected_at")
     for row in snapshot.user_keys:
         # Every column kept: an existing (user, fingerprint) is this very key.
-        await _upsert(session, UserKey, row, keep=tuple(row))
+        await upsert(session, UserKey, row, keep=tuple(row))
 
     new_ids: dict[int, int] = {}
     if snapshot.vms:

@@ -127,18 +127,21 @@ async def count_rejected_legacy(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(LegacyRejectedVM)) or 0)
 
 
-async def _upsert(
+async def upsert(
     session: AsyncSession,
     model: type[DeclarativeBase],
     values: dict[str, Any],
     *,
     keep: Sequence[str] = (),
+    newer_by: str | None = None,
 ) -> None:
     """Insert a row, or update the one with its primary key, in one statement.
 
     A read then an insert is a race on a shared database: two golem processes
     (or two tasks of one) both find nothing and both insert, and one fails.
     ``keep``: columns an existing row keeps (only a new row takes them).
+    ``newer_by``: a time column; an existing row is updated only when the new
+    values are newer by it (merging two databases keeps the fresher record).
     """
     from sqlalchemy import Table
     from sqlalchemy.dialects import postgresql, sqlite
@@ -155,7 +158,10 @@ async def _upsert(
         if column not in keys and column not in keep
     }
     if updated:
-        statement = statement.on_conflict_do_update(index_elements=keys, set_=updated)
+        fresher = None if newer_by is None else statement.excluded[newer_by] > table.c[newer_by]
+        statement = statement.on_conflict_do_update(
+            index_elements=keys, set_=updated, where=fresher
+        )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=keys)
     await session.execute(statement)
@@ -164,7 +170,7 @@ async def _upsert(
 async def remember_provider(
     session: AsyncSession, ad: Advertisement, seen: datetime | None = None
 ) -> None:
-    await _upsert(
+    await upsert(
         session,
         Provider,
         {
@@ -197,7 +203,7 @@ async def known_providers(session: AsyncSession) -> dict[str, str | None]:
 async def ensure_provider(session: AsyncSession, provider_id: str, ip_address: str) -> None:
     """A providers row for a VM's provider that local state does not know (an
     orphan adopted after a lost database); a known one is left as it is."""
-    await _upsert(
+    await upsert(
         session,
         Provider,
         {"provider_id": provider_id, "ip_address": ip_address, "last_seen": utcnow()},
@@ -218,7 +224,7 @@ async def store_capabilities(
     can_start: bool | None,
     payment_address: str | None,
 ) -> None:
-    await _upsert(
+    await upsert(
         session,
         ProviderCapabilities,
         {
@@ -235,7 +241,7 @@ async def store_capabilities(
 async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
     """Keeps the detection's age: this is one more fact about it, not a new one.
     Not detected yet: a synchronous create works on either generation."""
-    await _upsert(
+    await upsert(
         session,
         ProviderCapabilities,
         {
@@ -262,7 +268,7 @@ async def add_user_key(
     session: AsyncSession, user: str, fingerprint: str, public_key: str, host: str
 ) -> None:
     """Record a user's public key; one already recorded is kept as it is."""
-    await _upsert(
+    await upsert(
         session,
         UserKey,
         {
@@ -306,7 +312,7 @@ async def add_grant(
     actor: str,
 ) -> None:
     """Record a key granted on a VM (granted again: who granted it and when are renewed)."""
-    await _upsert(
+    await upsert(
         session,
         VMGrant,
         {

@@ -103,15 +103,18 @@ def _check_url(name: str, value: str) -> str:
 POSTGRESQL_SCHEMES = {"postgresql+asyncpg", "postgresql", "postgres"}
 
 
-def _check_database_url(name: str, value: str) -> str:
+def postgresql_url(value: str) -> str:
     """A PostgreSQL URL with a host and a database, as SQLAlchemy's asyncpg driver
-    takes it (``postgresql://`` and ``postgres://`` are accepted and mean the same)."""
-    hint = f"Set {name}=postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE, or unset it."
+    takes it (``postgresql://`` and ``postgres://`` are accepted and mean the same).
+
+    Raises ``ValueError`` saying what is wrong ("it has no host"), never quoting
+    the value: it may hold a password.
+    """
     try:
         parts = urlsplit(value.strip())
         parts.port  # noqa: B018 - raises for a port outside 0-65535
     except ValueError:
-        raise ConfigError(f"{name} is invalid: it cannot be read as a URL", hint=hint) from None
+        raise ValueError("it cannot be read as a URL") from None
     problem = None
     if parts.scheme not in POSTGRESQL_SCHEMES:
         problem = "must be a postgresql+asyncpg:// URL (golem shares state only in PostgreSQL)"
@@ -122,9 +125,18 @@ def _check_database_url(name: str, value: str) -> str:
     elif "/" in parts.path.strip("/"):
         problem = "has more than a database name in its path"
     if problem is not None:
-        # Never echo the value: it may hold a password.
-        raise ConfigError(f"{name} is invalid: it {problem}", hint=hint)
+        raise ValueError(f"it {problem}")
     return parts._replace(scheme="postgresql+asyncpg").geturl()
+
+
+def _check_database_url(name: str, value: str) -> str:
+    try:
+        return postgresql_url(value)
+    except ValueError as problem:
+        raise ConfigError(
+            f"{name} is invalid: {problem}",
+            hint=f"Set {name}=postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE, or unset it.",
+        ) from None
 
 
 # What may name a user in a shared database: a login name, or an e-mail-like id.

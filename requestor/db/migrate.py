@@ -70,7 +70,7 @@ async def read_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_current_revision)
 
 
-def _check_known(revision: str | None, label: str) -> None:
+def check_known_revision(revision: str | None, label: str) -> None:
     if revision is not None and revision not in KNOWN_REVISIONS:
         raise StateError(
             f"The database {label} was written by a newer golem (schema {revision})",
@@ -87,7 +87,7 @@ async def ensure_schema(engine: AsyncEngine, label: str) -> None:
     revision = await read_revision(engine)
     if revision == HEAD_REVISION:
         return
-    _check_known(revision, label)
+    check_known_revision(revision, label)
     if engine.dialect.name == "postgresql":
         await _upgrade_shared(engine, label)
         return
@@ -99,7 +99,7 @@ async def ensure_schema(engine: AsyncEngine, label: str) -> None:
             revision = await connection.run_sync(_current_revision)
             if revision == HEAD_REVISION:
                 return
-            _check_known(revision, label)
+            check_known_revision(revision, label)
             await connection.run_sync(_upgrade)
             await connection.commit()
     finally:
@@ -119,7 +119,7 @@ async def _upgrade_shared(engine: AsyncEngine, label: str) -> None:
         revision = await connection.run_sync(_current_revision_if_present)
         if revision == HEAD_REVISION:
             return
-        _check_known(revision, label)
+        check_known_revision(revision, label)
         await connection.run_sync(_upgrade)
         await connection.commit()
 

@@ -15,6 +15,8 @@ from requestor.db.models import (
     LegacyRejectedVM,
     Provider,
     ProviderCapabilities,
+    UserKey,
+    VMGrant,
     VMStatus,
     utcnow,
 )
@@ -96,6 +98,22 @@ async def update_vm(session: AsyncSession, vm_id: int, **values: Unpack[VMChange
     return vm
 
 
+async def pin_host_key(session: AsyncSession, vm_id: int, line: str) -> str | None:
+    """Pin ``line`` as VM ``vm_id``'s host key only where no pin exists yet (one
+    conditional UPDATE: two machines pinning at once keep one pin). Answers the
+    pin the VM has now, or None when the VM is gone."""
+    from sqlalchemy import update
+
+    await session.execute(
+        update(VM)
+        .where(VM.id == vm_id, VM.host_key.is_(None))
+        .values(host_key=line, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    pinned: str | None = await session.scalar(select(VM.host_key).where(VM.id == vm_id))
+    return pinned
+
+
 async def delete_vm(session: AsyncSession, vm_id: int) -> None:
     vm = await session.get(VM, vm_id)
     if vm is not None:
@@ -113,18 +131,21 @@ async def count_rejected_legacy(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(LegacyRejectedVM)) or 0)
 
 
-async def _upsert(
+async def upsert(
     session: AsyncSession,
     model: type[DeclarativeBase],
     values: dict[str, Any],
     *,
     keep: Sequence[str] = (),
+    newer_by: str | None = None,
 ) -> None:
     """Insert a row, or update the one with its primary key, in one statement.
 
     A read then an insert is a race on a shared database: two golem processes
     (or two tasks of one) both find nothing and both insert, and one fails.
     ``keep``: columns an existing row keeps (only a new row takes them).
+    ``newer_by``: a time column; an existing row is updated only when the new
+    values are newer by it (merging two databases keeps the fresher record).
     """
     from sqlalchemy import Table
     from sqlalchemy.dialects import postgresql, sqlite
@@ -141,7 +162,10 @@ async def _upsert(
         if column not in keys and column not in keep
     }
     if updated:
-        statement = statement.on_conflict_do_update(index_elements=keys, set_=updated)
+        fresher = None if newer_by is None else statement.excluded[newer_by] > table.c[newer_by]
+        statement = statement.on_conflict_do_update(
+            index_elements=keys, set_=updated, where=fresher
+        )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=keys)
     await session.execute(statement)
@@ -150,7 +174,7 @@ async def _upsert(
 async def remember_provider(
     session: AsyncSession, ad: Advertisement, seen: datetime | None = None
 ) -> None:
-    await _upsert(
+    await upsert(
         session,
         Provider,
         {
@@ -183,7 +207,7 @@ async def known_providers(session: AsyncSession) -> dict[str, str | None]:
 async def ensure_provider(session: AsyncSession, provider_id: str, ip_address: str) -> None:
     """A providers row for a VM's provider that local state does not know (an
     orphan adopted after a lost database); a known one is left as it is."""
-    await _upsert(
+    await upsert(
         session,
         Provider,
         {"provider_id": provider_id, "ip_address": ip_address, "last_seen": utcnow()},
@@ -204,7 +228,7 @@ async def store_capabilities(
     can_start: bool | None,
     payment_address: str | None,
 ) -> None:
-    await _upsert(
+    await upsert(
         session,
         ProviderCapabilities,
         {
@@ -221,7 +245,7 @@ async def store_capabilities(
 async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
     """Keeps the detection's age: this is one more fact about it, not a new one.
     Not detected yet: a synchronous create works on either generation."""
-    await _upsert(
+    await upsert(
         session,
         ProviderCapabilities,
         {
@@ -232,3 +256,90 @@ async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
         },
         keep=("async_create", "detected_at"),
     )
+
+
+# --- team mode: teammates' keys and the keys granted on VMs ----------------------
+
+
+async def has_user_key(session: AsyncSession, user: str, fingerprint: str) -> bool:
+    found = await session.scalar(
+        select(UserKey.fingerprint).where(UserKey.user == user, UserKey.fingerprint == fingerprint)
+    )
+    return found is not None
+
+
+async def add_user_key(
+    session: AsyncSession, user: str, fingerprint: str, public_key: str, host: str
+) -> None:
+    """Record a user's public key; one already recorded is kept as it is."""
+    await upsert(
+        session,
+        UserKey,
+        {
+            "user": user,
+            "fingerprint": fingerprint,
+            "public_key": public_key,
+            "host": host,
+            "added_at": utcnow(),
+        },
+        keep=("public_key", "host", "added_at"),
+    )
+
+
+async def user_keys(session: AsyncSession, user: str) -> list[UserKey]:
+    query = select(UserKey).where(UserKey.user == user).order_by(UserKey.added_at)
+    return list((await session.execute(query)).scalars())
+
+
+async def grants_of(session: AsyncSession, vm_ids: Sequence[int]) -> dict[int, list[VMGrant]]:
+    """The keys granted on each of ``vm_ids`` (a VM with none is absent)."""
+    found: dict[int, list[VMGrant]] = {}
+    if not vm_ids:
+        return found
+    query = (
+        select(VMGrant)
+        .where(VMGrant.vm_id.in_(list(vm_ids)))
+        .order_by(VMGrant.vm_id, VMGrant.granted_at)
+    )
+    for grant in (await session.execute(query)).scalars():
+        found.setdefault(grant.vm_id, []).append(grant)
+    return found
+
+
+async def add_grant(
+    session: AsyncSession,
+    vm_id: int,
+    *,
+    fingerprint: str,
+    public_key: str,
+    user: str | None,
+    actor: str,
+) -> None:
+    """Record a key granted on a VM (granted again: who granted it and when are renewed)."""
+    await upsert(
+        session,
+        VMGrant,
+        {
+            "vm_id": vm_id,
+            "fingerprint": fingerprint,
+            "public_key": public_key,
+            "user": user,
+            "granted_by": actor,
+            "granted_at": utcnow(),
+        },
+    )
+
+
+async def delete_grants(session: AsyncSession, vm_id: int, fingerprints: Sequence[str]) -> None:
+    from sqlalchemy import delete
+
+    await session.execute(
+        delete(VMGrant).where(VMGrant.vm_id == vm_id, VMGrant.fingerprint.in_(list(fingerprints)))
+    )
+
+
+async def record_action(session: AsyncSession, vm_id: int, actor: str, action: str) -> None:
+    """``actor`` (user@host) did ``action`` (a short verb) to the VM just now."""
+    vm = await session.get(VM, vm_id)
+    if vm is not None:
+        vm.last_actor, vm.last_action, vm.last_action_at = actor, action, utcnow()

@@ -188,10 +188,6 @@ class BulkReport(CountsOutcomes):
     interrupted: bool = False
     seconds: float = 0.0
 
-    @property
-    def handled_elsewhere(self) -> int:
-        return sum(1 for o in self.outcomes if o.result is Result.HANDLED_ELSEWHERE)
-
 
 _WANTED = {
     Action.STOP: (VMStatus.STOPPED, VMStatus.STOPPING),

@@ -112,6 +112,7 @@ def fleet(
             server.drop_database(name)
 
 
+@SQLITE_ONLY  # the failure paths record alike on both; ~20 s saved on PostgreSQL
 def test_stop_all_with_faulty_providers(fleet: Fleet) -> None:
     fleet.reset("running")
     offline, hanging, failing = (p.provider_id for p in fleet.devnet.providers[:3])

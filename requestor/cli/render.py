@@ -519,6 +519,8 @@ _PAST = {
     "destroy": "Destroyed",
     "refresh": "Refreshed",
     "forget": "Forgot",
+    "grant": "Granted",
+    "revoke": "Revoked",
 }
 
 
@@ -702,7 +704,30 @@ class BulkProgress:
             self._progress = None
 
 
-def report(console: Console, report: BulkReport, as_json: bool) -> None:
+class _Action(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class ReportOfVMs(Protocol):
+    """A report of one action on many VMs, each with an ``Outcome``: a bulk action's
+    (``BulkReport``) or a grant's (``services/grants.py:GrantReport``)."""
+
+    @property
+    def action(self) -> _Action: ...
+    @property
+    def outcomes(self) -> Sequence[Outcome]: ...
+    @property
+    def interrupted(self) -> bool: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def succeeded(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+
+
+def report(console: Console, report: ReportOfVMs, as_json: bool) -> None:
     """A bulk action's result: one line for one VM, else a table and a summary."""
     if as_json:
         print_json([outcome_json(o) for o in report.outcomes])
@@ -724,7 +749,7 @@ def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
     )
 
 
-def bulk(console: Console, report: BulkReport) -> None:
+def bulk(console: Console, report: ReportOfVMs) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("Name", "Provider", "Result", "Status", "Error"):
         table.add_column(column, overflow="fold")
@@ -741,7 +766,7 @@ def bulk(console: Console, report: BulkReport) -> None:
     console.print(summary_line(report))
 
 
-def summary_line(report: BulkReport) -> Text:
+def summary_line(report: ReportOfVMs) -> Text:
     verb = _PAST[report.action.value].lower()
     text = Text(f"{report.action.value}: {report.succeeded} {verb}", style="bold")
     if report.failed:

@@ -132,3 +132,25 @@ def can_start(db_path: Path, ip_address: str) -> bool | None:
     finally:
         connection.close()
     return None if row is None or row[0] is None else bool(row[0])
+
+
+def grants(db_path: Path, vm_id: int) -> list[tuple[str, str, str | None, str]] | None:
+    """(fingerprint, public key, user, granted by) of each key granted on VM
+    ``vm_id``; None when the file cannot be read this way (use the ORM path)."""
+    try:
+        connection = sqlite3.connect(
+            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        rows = connection.execute(
+            "SELECT fingerprint, public_key, user, granted_by FROM vm_grants"
+            " WHERE vm_id = ? ORDER BY granted_at",
+            (vm_id,),
+        ).fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+    return [(str(f), str(k), None if u is None else str(u), str(g)) for f, k, u, g in rows]

@@ -15,6 +15,8 @@ from requestor.db.models import (
     LegacyRejectedVM,
     Provider,
     ProviderCapabilities,
+    UserKey,
+    VMGrant,
     VMStatus,
     utcnow,
 )
@@ -90,6 +92,22 @@ async def update_vm(session: AsyncSession, vm_id: int, **values: Unpack[VMChange
                 raise TypeError(f"update_vm: {column!r} is not a changeable column")
             setattr(vm, column, value)
     return vm
+
+
+async def pin_host_key(session: AsyncSession, vm_id: int, line: str) -> str | None:
+    """Pin ``line`` as VM ``vm_id``'s host key only where no pin exists yet (one
+    conditional UPDATE: two machines pinning at once keep one pin). Answers the
+    pin the VM has now, or None when the VM is gone."""
+    from sqlalchemy import update
+
+    await session.execute(
+        update(VM)
+        .where(VM.id == vm_id, VM.host_key.is_(None))
+        .values(host_key=line, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    pinned: str | None = await session.scalar(select(VM.host_key).where(VM.id == vm_id))
+    return pinned
 
 
 async def delete_vm(session: AsyncSession, vm_id: int) -> None:
@@ -234,3 +252,90 @@ async def note_cannot_start(session: AsyncSession, ip_address: str) -> None:
         },
         keep=("async_create", "detected_at"),
     )
+
+
+# --- team mode: teammates' keys and the keys granted on VMs ----------------------
+
+
+async def has_user_key(session: AsyncSession, user: str, fingerprint: str) -> bool:
+    found = await session.scalar(
+        select(UserKey.fingerprint).where(UserKey.user == user, UserKey.fingerprint == fingerprint)
+    )
+    return found is not None
+
+
+async def add_user_key(
+    session: AsyncSession, user: str, fingerprint: str, public_key: str, host: str
+) -> None:
+    """Record a user's public key; one already recorded is kept as it is."""
+    await upsert(
+        session,
+        UserKey,
+        {
+            "user": user,
+            "fingerprint": fingerprint,
+            "public_key": public_key,
+            "host": host,
+            "added_at": utcnow(),
+        },
+        keep=("public_key", "host", "added_at"),
+    )
+
+
+async def user_keys(session: AsyncSession, user: str) -> list[UserKey]:
+    query = select(UserKey).where(UserKey.user == user).order_by(UserKey.added_at)
+    return list((await session.execute(query)).scalars())
+
+
+async def grants_of(session: AsyncSession, vm_ids: Sequence[int]) -> dict[int, list[VMGrant]]:
+    """The keys granted on each of ``vm_ids`` (a VM with none is absent)."""
+    found: dict[int, list[VMGrant]] = {}
+    if not vm_ids:
+        return found
+    query = (
+        select(VMGrant)
+        .where(VMGrant.vm_id.in_(list(vm_ids)))
+        .order_by(VMGrant.vm_id, VMGrant.granted_at)
+    )
+    for grant in (await session.execute(query)).scalars():
+        found.setdefault(grant.vm_id, []).append(grant)
+    return found
+
+
+async def add_grant(
+    session: AsyncSession,
+    vm_id: int,
+    *,
+    fingerprint: str,
+    public_key: str,
+    user: str | None,
+    actor: str,
+) -> None:
+    """Record a key granted on a VM (granted again: who granted it and when are renewed)."""
+    await upsert(
+        session,
+        VMGrant,
+        {
+            "vm_id": vm_id,
+            "fingerprint": fingerprint,
+            "public_key": public_key,
+            "user": user,
+            "granted_by": actor,
+            "granted_at": utcnow(),
+        },
+    )
+
+
+async def delete_grants(session: AsyncSession, vm_id: int, fingerprints: Sequence[str]) -> None:
+    from sqlalchemy import delete
+
+    await session.execute(
+        delete(VMGrant).where(VMGrant.vm_id == vm_id, VMGrant.fingerprint.in_(list(fingerprints)))
+    )
+
+
+async def record_action(session: AsyncSession, vm_id: int, actor: str, action: str) -> None:
+    """``actor`` (user@host) did ``action`` (a short verb) to the VM just now."""
+    vm = await session.get(VM, vm_id)
+    if vm is not None:
+        vm.last_actor, vm.last_action, vm.last_action_at = actor, action, utcnow()

@@ -125,7 +125,8 @@ async def create_vm(
     """Create one VM; ``trace`` (if given) follows how far it got. ``placed``: a
     provider already chosen and checked for this VM (several creates at once,
     ``create_many``); discovery is not asked again."""
-    from requestor.ssh.keys import ensure_key_pair
+    from requestor.ssh.hostkeys import fingerprint
+    from requestor.ssh.keys import ensure_key_pair, key_id
 
     trace = trace if trace is not None else CreateTrace()
 
@@ -196,6 +197,15 @@ async def create_vm(
         async with services.db.write() as session:
             await repository.remember_provider(session, ad)
             session.add(vm)
+            if services.db.shared:
+                # Teammates can grant this user's key by name (golem vm grant --user).
+                await repository.add_user_key(
+                    session,
+                    services.settings.user,
+                    fingerprint(key.public_key),
+                    key_id(key.public_key),
+                    services.settings.host,
+                )
     except IntegrityError as error:
         if not violates_unique_name(error):
             raise

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 from requestor.status import VMStatus
 
 if TYPE_CHECKING:
-    from requestor.db.models import VM
+    from requestor.db.models import VM, VMGrant
 
-__all__ = ["VMListing", "VMStatus", "VMView", "vm_view"]
+__all__ = ["GrantView", "VMListing", "VMStatus", "VMView", "grant_view", "vm_view"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,20 @@ def vm_view(vm: VM) -> VMView:
         last_action_at=vm.last_action_at,
         ssh_public_key=vm.ssh_public_key,
     )
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """A public key granted on a VM (``golem vm grant``), beside the one it was created with."""
+
+    fingerprint: str  # SHA256:...
+    public_key: str  # "type base64"
+    user: str | None  # the teammate whose recorded key it is; None: granted by --key
+    granted_by: str  # user@host
+
+
+def grant_view(grant: VMGrant) -> GrantView:
+    return GrantView(grant.fingerprint, grant.public_key, grant.user, grant.granted_by)
 
 
 @dataclass(frozen=True)

@@ -232,10 +232,23 @@ class Database:
             await self._claims.release(vm_id)
 
     @asynccontextmanager
-    async def claim(self, vm_id: int) -> AsyncIterator[bool]:
+    async def claim(self, vm_id: int, *, wait: float = 0.0) -> AsyncIterator[bool]:
         """``async with db.claim(vm.id) as claimed:`` act on the VM only if
-        ``claimed`` (``take_claim``), released on exit."""
+        ``claimed`` (``take_claim``), released on exit.
+
+        ``wait``: seconds to keep trying while another golem holds the claim, for
+        work that must not be skipped as "handled elsewhere" (an edit of the VM's
+        authorized keys is not the same edit as another's); polled with backoff,
+        since an advisory lock that blocks would hold up the one claim connection.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        pause = 0.02
         claimed = await self.take_claim(vm_id)
+        while not claimed and loop.time() < deadline:
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(pause * 2, 0.5)
+            claimed = await self.take_claim(vm_id)
         try:
             yield claimed
         finally:

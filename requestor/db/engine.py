@@ -115,12 +115,17 @@ def _postgresql_engine(url: str) -> AsyncEngine:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
         options = connection.get_execution_options()
-        # Only the wait for a lock is bounded; statements themselves are short.
+        if options.get(_BEGIN_MODE) != "IMMEDIATE":
+            return  # a read: PostgreSQL's reads wait for no row lock
+        # One round trip: the lock_timeout for this transaction (only the wait for
+        # a lock is bounded; statements themselves are short), set in the FROM
+        # subquery so that it applies before the lock is asked for; the write
+        # lock is released by COMMIT or ROLLBACK, also when the process dies.
         busy_ms = int(options.get(_BUSY_MS, BUSY_TIMEOUT_MS))
-        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {busy_ms}")
-        if options.get(_BEGIN_MODE) == "IMMEDIATE":
-            # Released by COMMIT or ROLLBACK, also when the process dies.
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        connection.exec_driver_sql(
+            f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}) FROM"
+            f" (SELECT set_config('lock_timeout', '{busy_ms}', true)) AS bounded_wait"
+        )
 
     return engine
 

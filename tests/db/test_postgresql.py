@@ -356,3 +356,45 @@ def test_golem_works_on_a_shared_database_end_to_end(golem_env: GolemEnv, pg_url
     assert shown.returncode == 0, shown.stderr
     assert (urlsplit(pg_url).password or "") not in shown.stdout
     assert "***@127.0.0.1" in shown.stdout
+
+
+def test_at_head_the_check_is_one_query_and_never_imports_alembic(
+    golem_env: GolemEnv, pg_url: str
+) -> None:
+    """Start-up on a shared database at head costs one statement, as on SQLite."""
+    script = """
+import asyncio, json, sys
+from sqlalchemy import event
+from requestor.db.engine import Database
+
+async def main(url):
+    async with Database(url):  # brings the fresh database to head
+        pass
+    db = Database(url)
+    statements = []
+    event.listen(
+        db.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: statements.append(args[2]),
+    )
+    sys.modules.pop("alembic", None)
+    for name in [m for m in sys.modules if m.startswith("alembic.")]:
+        sys.modules.pop(name)
+    async with db:
+        pass
+    print(json.dumps({"statements": statements, "alembic": "alembic" in sys.modules}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script, pg_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=golem_env.env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert result["alembic"] is False
+    assert result["statements"] == ["SELECT version_num FROM alembic_version"]

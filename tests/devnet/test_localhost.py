@@ -32,7 +32,9 @@ from click.testing import Result
 from tests.conftest import GOLEM, REPO, GolemEnv, run_golem
 from tests.helpers import SMALL_VM
 
-pytestmark = pytest.mark.timeout(90)
+# Both tests here need 127.0.0.1:7466 (one runs a devnet there, one holds it): under
+# pytest-xdist (--dist loadgroup) they run on one worker, one after the other.
+pytestmark = [pytest.mark.timeout(90), pytest.mark.xdist_group("localhost-7466")]
 
 
 def _dev_env_file_variables() -> dict[str, str]:

@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`. Most tests wait on golem subprocesses and
+# loopback I/O, so more workers than cores pays; PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 4
 
 .PHONY: install system-deps test demo lint format bench clean cli-docs
 
@@ -30,7 +33,7 @@ system-deps:
 	  fi; }
 
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

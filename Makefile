@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # loopback I/O, so more workers than cores pays; PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 4
 
-.PHONY: install system-deps test demo lint format bench clean cli-docs
+.PHONY: install system-deps postgresql test demo lint format bench clean cli-docs
 
 # golem and the devnet (its own distribution, in devnet/) in one pip call, so pip
 # takes golem-vm-devnet's golem-vm-requestor requirement from this checkout.
@@ -32,8 +32,25 @@ system-deps:
 	    exit 1; \
 	  fi; }
 
-test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+# The PostgreSQL suites (team mode) start a throwaway server of their own from the
+# installed server binaries (tests/support/postgres.py finds them). Where they
+# cannot be installed, those tests are skipped, each with the reason.
+PG_BINDIR := $(BIN)/python tests/support/postgres.py bindir
+postgresql: $(STAMP)
+	@$(PG_BINDIR) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends --no-upgrade postgresql >/dev/null; } \
+	    || echo "apt-get could not install postgresql: the PostgreSQL tests will be skipped"; \
+	  else \
+	    echo "Install PostgreSQL's server for the PostgreSQL tests (they are skipped without it), e.g. apt-get install postgresql"; \
+	  fi; }
+
+# Once PostgreSQL is installed, a server that does not start fails the suite
+# instead of skipping it (GOLEM_TEST_REQUIRE_POSTGRESQL, tests/plugins/postgres.py).
+test: $(STAMP) system-deps postgresql
+	GOLEM_TEST_REQUIRE_POSTGRESQL=$$($(PG_BINDIR) >/dev/null 2>&1 && echo 1) \
+	  $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

@@ -1,8 +1,10 @@
-"""Alembic environment: async, batch mode for SQLite, one shared connection.
+"""Alembic environment: async, batch mode for SQLite (PostgreSQL alters in place),
+one shared connection.
 
 golem passes its own open connection in ``config.attributes["connection"]``
 (see requestor/db/migrate.py); the ``alembic`` command line opens one from the
-URL instead.
+URL instead (GOLEM_REQUESTOR_DATABASE_URL, else GOLEM_REQUESTOR_DB_PATH, else
+alembic.ini's development file).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def _configure(connection: Connection) -> None:
 
 
 def _url() -> str:
+    shared = os.environ.get("GOLEM_REQUESTOR_DATABASE_URL")
+    if shared:
+        from requestor.settings import load_settings
+
+        return str(load_settings().database_url)
     db_path = os.environ.get("GOLEM_REQUESTOR_DB_PATH")
     if db_path:
         return f"sqlite+aiosqlite:///{db_path}"
@@ -38,10 +45,12 @@ def _url() -> str:
 
 
 async def _run_with_new_engine() -> None:
+    from pathlib import Path
+
     from requestor.db.engine import create_engine
 
     url = _url()
-    engine = create_engine(__import__("pathlib").Path(url.split("///", 1)[1]))
+    engine = create_engine(url if url.startswith("postgresql") else Path(url.split("///", 1)[1]))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_configure)

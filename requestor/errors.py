@@ -227,6 +227,11 @@ class SSHAuthError(SSHError):
     default_hint = "Make sure the key that created the VM is still in place (see 'golem vm list')."
 
 
+class AccessNotGrantedError(SSHError):
+    """This machine holds no key the VM trusts: neither the key it was created with
+    nor one granted on it (``golem vm grant``). The message says who can grant."""
+
+
 class HostKeyChangedError(SSHError):
     """The VM shows a host key other than the one pinned at its first connection."""
 

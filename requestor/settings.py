@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from requestor.errors import ConfigError
+from requestor.text import clean
 
 ENV_PREFIX = "GOLEM_REQUESTOR_"
 DEFAULT_DISCOVERY_URL = "http://discovery.golem.network:9001"
@@ -41,6 +43,11 @@ class Settings:
     db_path: Path
     environment: Environment = Environment.PRODUCTION
     force_localhost: bool = False
+    # Team mode: the state in a shared PostgreSQL database instead of ``db_path``.
+    database_url: str | None = None
+    # Who this golem acts as in a shared database (owner and last actor of VMs).
+    user: str = "golem"
+    host: str = "localhost"
 
     @property
     def is_development(self) -> bool:
@@ -55,6 +62,21 @@ class Settings:
 
     def ssh_host(self, advertised_host: str) -> str:
         return "localhost" if self.is_development and self.force_localhost else advertised_host
+
+    @property
+    def shared_database(self) -> bool:
+        """Whether the state is in a database other machines may share (team mode)."""
+        return self.database_url is not None
+
+    @property
+    def database_label(self) -> str:
+        """The database as messages name it: the file, or the URL without credentials."""
+        return str(self.db_path) if self.database_url is None else redact_url(self.database_url)
+
+    @property
+    def actor(self) -> str:
+        """``user@host``: what a shared database records as having acted."""
+        return f"{self.user}@{self.host}"
 
 
 def _check_url(name: str, value: str) -> str:
@@ -76,6 +98,65 @@ def _check_url(name: str, value: str) -> str:
     if problem is not None:
         raise ConfigError(f"{name} is invalid: {problem}", hint=f"Fix or unset {name}.")
     return value.rstrip("/")
+
+
+POSTGRESQL_SCHEMES = {"postgresql+asyncpg", "postgresql", "postgres"}
+
+
+def postgresql_url(value: str) -> str:
+    """A PostgreSQL URL with a host and a database, as SQLAlchemy's asyncpg driver
+    takes it (``postgresql://`` and ``postgres://`` are accepted and mean the same).
+
+    Raises ``ValueError`` saying what is wrong ("it has no host"), never quoting
+    the value: it may hold a password.
+    """
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises for a port outside 0-65535
+    except ValueError:
+        raise ValueError("it cannot be read as a URL") from None
+    problem = None
+    if parts.scheme not in POSTGRESQL_SCHEMES:
+        problem = "must be a postgresql+asyncpg:// URL (golem shares state only in PostgreSQL)"
+    elif not parts.hostname:
+        problem = "has no host"
+    elif not parts.path.strip("/"):
+        problem = "names no database"
+    elif "/" in parts.path.strip("/"):
+        problem = "has more than a database name in its path"
+    if problem is not None:
+        raise ValueError(f"it {problem}")
+    return parts._replace(scheme="postgresql+asyncpg").geturl()
+
+
+def _check_database_url(name: str, value: str) -> str:
+    try:
+        return postgresql_url(value)
+    except ValueError as problem:
+        raise ConfigError(
+            f"{name} is invalid: {problem}",
+            hint=f"Set {name}=postgresql+asyncpg://USER:PASSWORD@HOST:5432/DATABASE, or unset it.",
+        ) from None
+
+
+# What may name a user in a shared database: a login name, or an e-mail-like id.
+_USER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+
+
+def _default_user() -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no password entry (some containers)
+        return f"uid{os.getuid()}"
+    return user if _USER_PATTERN.fullmatch(user) else f"uid{os.getuid()}"
+
+
+def _host_name() -> str:
+    import socket
+
+    return socket.gethostname() or "localhost"
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -190,7 +271,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             hint=f"Point {ENV_PREFIX}DB_PATH at a file in a directory (created if missing).",
         )
 
+    raw_url = get("DATABASE_URL")
+    database_url = (
+        None if raw_url is None else _check_database_url(ENV_PREFIX + "DATABASE_URL", raw_url)
+    )
+    raw_user = get("USER")
+    user = _default_user()
+    if raw_user is not None:
+        user = raw_user.strip()
+        if not _USER_PATTERN.fullmatch(user):
+            raise ConfigError(
+                f"{ENV_PREFIX}USER={clean(raw_user, 40)!r} is not a usable user name",
+                hint=f"Set {ENV_PREFIX}USER to 1-64 letters, digits and . _ @ + - (e.g. alice).",
+            )
+
     return Settings(
+        database_url=database_url,
+        user=user,
+        host=_host_name(),
         discovery_url=_check_url(
             ENV_PREFIX + "DISCOVERY_URL", get("DISCOVERY_URL") or DEFAULT_DISCOVERY_URL
         ),

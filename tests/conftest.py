@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 
 from tests.netguard.guard import install as install_network_guard
 
-pytest_plugins = ["tests.plugins.devnet"]
+pytest_plugins = ["tests.plugins.devnet", "tests.plugins.postgres"]
 
 REPO = Path(__file__).resolve().parents[1]
 GOLEM = Path(sys.executable).with_name("golem")

@@ -415,7 +415,7 @@ class ProviderNode:
             ip_address=f"10.161.{self._vm_count // 250}.{self._vm_count % 250 + 2}",
             ssh_port=proxy.port,
             root=root,
-            server=VMServer(root, request.ssh_key),
+            server=VMServer(root),
             proxy=proxy,
         )
         try:

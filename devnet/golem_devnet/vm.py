@@ -2,13 +2,14 @@
 
 It is not isolation. The shell, the commands and the port forwards all run as
 the user who started the devnet, on the host; only the login (user ``ubuntu``,
-the one public key sent at create) and the SFTP view are VM-like.
+the keys in its ``~/.ssh/authorized_keys``) and the SFTP view are VM-like.
 
 A VM's folder is its root file system, as far as SFTP sees it::
 
     <vm>/etc/ssh/ssh_host_ed25519_key(.pub)   host key, kept across stop/start
     <vm>/home/ubuntu/                         HOME and working directory
-    <vm>/home/ubuntu/.ssh/authorized_keys     the key from POST /vms, as cloud-init writes it
+    <vm>/home/ubuntu/.ssh/authorized_keys     the key from POST /vms, as cloud-init writes it;
+                                              read at each login, as sshd does
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ _CHUNK = 65536
 _DRAIN_AFTER_EXIT_S = 0.5
 _FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 _MAX_SYMLINKS = 40  # as Linux: more on one path is ELOOP
+# The VM's user can write anything into authorized_keys; the server reads no more
+# than this of it (far more than any real file holds).
+_AUTHORIZED_KEYS_CAP = 1024 * 1024
 
 
 def prepare_vm_root(root: Path, hostname: str, public_key: str) -> None:
@@ -79,12 +83,19 @@ def create_host_key(root: Path) -> asyncssh.SSHKey:
     return key
 
 
-def _parse_public_key(text: str) -> asyncssh.SSHKey | None:
-    # A key that cloud-init could not use leaves a VM nobody can log in to;
-    # the devnet behaves the same instead of refusing the create.
+def read_authorized_keys(home: Path) -> asyncssh.SSHAuthorizedKeys | None:
+    """The keys ``home/.ssh/authorized_keys`` trusts now; None if it trusts none.
+
+    Read at each login, as sshd does, so keys added or removed over SSH take
+    effect at the next connection. Lines that are not keys are skipped (as sshd
+    skips them); a key that cloud-init could not use leaves a VM nobody can log
+    in to, and the devnet behaves the same instead of refusing the create.
+    """
     try:
-        return asyncssh.import_public_key(text.strip())
-    except (asyncssh.KeyImportError, ValueError):
+        with open(home / ".ssh" / "authorized_keys", "rb") as handle:
+            text = handle.read(_AUTHORIZED_KEYS_CAP).decode(errors="replace")
+        return asyncssh.import_authorized_keys(text)
+    except (OSError, ValueError):  # missing, unreadable, or no usable line
         return None
 
 
@@ -265,6 +276,9 @@ class _SSHServer(asyncssh.SSHServer):
         self._vm.connections.discard(self._conn)
 
     def begin_auth(self, username: str) -> bool:
+        # Only ubuntu has a home with keys; anyone else is offered nothing to match.
+        keys = read_authorized_keys(self._vm.home) if username == VM_USER else None
+        self._conn.set_authorized_keys(keys)
         return True
 
     def password_auth_supported(self) -> bool:
@@ -272,12 +286,6 @@ class _SSHServer(asyncssh.SSHServer):
 
     def public_key_auth_supported(self) -> bool:
         return True
-
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        wanted = self._vm.authorized_key
-        return (
-            username == VM_USER and wanted is not None and (key.public_data == wanted.public_data)
-        )
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
@@ -293,10 +301,9 @@ class _SSHServer(asyncssh.SSHServer):
 class VMServer:
     """One VM's sshd, on an internal loopback port; ``start``/``stop`` as often as needed."""
 
-    def __init__(self, root: Path, public_key: str) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / HOME_PATH
-        self.authorized_key = _parse_public_key(public_key)
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self._sessions: set[int] = set()
         self._host_key: asyncssh.SSHKey | None = None

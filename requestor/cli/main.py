@@ -19,6 +19,7 @@ ROOT_COMMANDS = {
     "vm": "requestor.cli.vm:vm",
     "completion": "requestor.cli.complete:completion",
     "config": "requestor.cli.config:config",
+    "db": "requestor.cli.db:db",
     # The devnet is its own distribution (golem-vm-devnet, devnet/ in the repository):
     # an installed golem may not have it.
     "devnet": "golem_devnet.cli:devnet",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from requestor.services.config import ConfigReport
     from requestor.services.create import CreateResult
     from requestor.services.create_many import CreateReport
+    from requestor.services.db_copy import CopyReport
     from requestor.services.provider_search import ProviderListing
     from requestor.services.views import OrphanView, VMListing, VMView
     from requestor.wire.models import MonthlyPrice, Pricing
@@ -518,6 +519,8 @@ _PAST = {
     "destroy": "Destroyed",
     "refresh": "Refreshed",
     "forget": "Forgot",
+    "grant": "Granted",
+    "revoke": "Revoked",
 }
 
 
@@ -701,7 +704,30 @@ class BulkProgress:
             self._progress = None
 
 
-def report(console: Console, report: BulkReport, as_json: bool) -> None:
+class _Action(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class ReportOfVMs(Protocol):
+    """A report of one action on many VMs, each with an ``Outcome``: a bulk action's
+    (``BulkReport``) or a grant's (``services/grants.py:GrantReport``)."""
+
+    @property
+    def action(self) -> _Action: ...
+    @property
+    def outcomes(self) -> Sequence[Outcome]: ...
+    @property
+    def interrupted(self) -> bool: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def succeeded(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+
+
+def report(console: Console, report: ReportOfVMs, as_json: bool) -> None:
     """A bulk action's result: one line for one VM, else a table and a summary."""
     if as_json:
         print_json([outcome_json(o) for o in report.outcomes])
@@ -723,7 +749,7 @@ def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
     )
 
 
-def bulk(console: Console, report: BulkReport) -> None:
+def bulk(console: Console, report: ReportOfVMs) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("Name", "Provider", "Result", "Status", "Error"):
         table.add_column(column, overflow="fold")
@@ -740,7 +766,7 @@ def bulk(console: Console, report: BulkReport) -> None:
     console.print(summary_line(report))
 
 
-def summary_line(report: BulkReport) -> Text:
+def summary_line(report: ReportOfVMs) -> Text:
     verb = _PAST[report.action.value].lower()
     text = Text(f"{report.action.value}: {report.succeeded} {verb}", style="bold")
     if report.failed:
@@ -815,6 +841,91 @@ def config_json(report: ConfigReport) -> dict[str, Any]:
             {"what": p.what, "path": p.path, "exists": p.exists, "note": p.note or None}
             for p in report.paths
         ],
+    }
+
+
+# --- db copy ---------------------------------------------------------------------
+
+_COPY_ROWS = (
+    ("VMs", "vms"),
+    ("providers", "providers"),
+    ("provider capabilities", "provider_capabilities"),
+    ("user keys", "user_keys"),
+    ("VM grants", "vm_grants"),
+    ("legacy rejected rows", "legacy_rejected_vms"),
+)
+_CONFLICT_REASON = {"name": "same name", "provider_vm_name": "the same VM at its provider"}
+
+
+def copy_report(console: Console, report: CopyReport) -> None:
+    """What was copied (or would be), where, and what to do next; a dry run's
+    conflicts one a line."""
+    if report.dry_run:
+        console.print(safe(f"Dry run, nothing changed: a copy to {report.target} would copy", 2000))
+    else:
+        console.print(safe(f"Copied to {report.target}", 2000))
+    console.print(safe(f"  from {report.source} (only read)", 2000))
+    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0))
+    for _ in range(3):
+        table.add_column(no_wrap=True)
+    for label, key in _COPY_ROWS:
+        there = getattr(report.already_there, key, 0)
+        note = f"({there} already there: merged)" if there else ""
+        table.add_row(f"  {label}", str(getattr(report.counts, key)), note)
+    schema = {"created": "created", "upgraded": "upgraded first", "current": "current"}
+    table.add_row("  schema", schema[report.schema], "")
+    console.print(table)
+    if report.owner_assigned:
+        names = ", ".join(report.owner_assigned[:10])
+        if len(report.owner_assigned) > 10:
+            names += f" and {len(report.owner_assigned) - 10} more"
+        count = len(report.owner_assigned)
+        verb = "get" if report.dry_run else "got"
+        console.print(
+            safe(
+                f"{count} VM{'s' if count != 1 else ''} recorded before golem kept owners"
+                f" {verb} {report.owner} as owner there: {names}",
+                2000,
+            )
+        )
+    if report.conflicts:
+        console.print(
+            Text(
+                f"The copy would be refused: {len(report.conflicts)} VM(s) already there",
+                style="bold red",
+            )
+        )
+        conflicts = _plain_table("  VM", "conflict", "there as", whole=("  VM", "there as"))
+        for conflict in report.conflicts:
+            conflicts.add_row(
+                safe(f"  {conflict.name}", 80),
+                _CONFLICT_REASON[conflict.reason],
+                safe(conflict.existing, 80),
+            )
+        console.print(conflicts)
+        return
+    console.print(safe(f"Next: {report.next_step}", 2000))
+
+
+def copy_json(report: CopyReport) -> dict[str, Any]:
+    return {
+        "source": report.source,
+        "target": report.target,
+        "target_backend": report.target_backend,
+        "dry_run": report.dry_run,
+        "copied": not report.dry_run,
+        "counts": {key: getattr(report.counts, key) for _, key in _COPY_ROWS},
+        "already_there": {
+            key: getattr(report.already_there, key)
+            for _, key in _COPY_ROWS
+            if hasattr(report.already_there, key)
+        },
+        "schema": report.schema,
+        "owner_assigned": {"user": report.owner, "vms": list(report.owner_assigned)},
+        "conflicts": [
+            {"name": c.name, "reason": c.reason, "existing": c.existing} for c in report.conflicts
+        ],
+        "next_step": None if report.conflicts else report.next_step,
     }
 
 

@@ -35,6 +35,8 @@ VM_LAZY_COMMANDS: dict[str, str] = {
     "ssh-config": "requestor.cli.ssh:ssh_config",
     "exec": "requestor.cli.ssh:exec_command",
     "wait": "requestor.cli.ssh:wait",
+    "grant": "requestor.cli.grants:grant",
+    "revoke": "requestor.cli.grants:revoke",
 }
 
 pass_app = click.make_pass_decorator(AppContext)

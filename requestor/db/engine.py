@@ -1,16 +1,27 @@
-"""The one way to reach the local database: an async engine with SQLite set up for
-several ``golem`` processes at once, and short read or write transactions.
+"""The one way to reach golem's state: an async engine on the local SQLite file
+(the default) or on a shared PostgreSQL database (team mode), and short read or
+write transactions with the same meaning on both.
 
 Why the pragmas and the explicit BEGIN: with pysqlite's own transaction handling,
 two processes that both upgrade a read to a write fail at once with "database is
 locked" (busy_timeout does not help there), and updates can be lost. Write
 transactions therefore start with ``BEGIN IMMEDIATE``, which waits on the busy
 timeout for the write lock instead.
+
+On a shared PostgreSQL database, write transactions take one transaction-level
+advisory lock first, so that writes from every process on every machine are
+serialised exactly as SQLite's BEGIN IMMEDIATE serialises them: golem's writes
+read, then change (a first host-key pin, a counter, a name check before an
+insert), and under PostgreSQL's default READ COMMITTED two such writes at once
+would lose one update. The writes are short and never span a network call, so
+the cost is small; reads take no lock. A write that records what a provider
+already did waits only ``RECORD_BUSY_TIMEOUT_MS`` for it (``lock_timeout``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +39,7 @@ from sqlalchemy.ext.asyncio import (
 
 from requestor.db.errors import translate_errors
 from requestor.errors import ConfigError
+from requestor.settings import Settings, redact_url
 from requestor.statefiles import create_private_file, private_dir
 
 BUSY_TIMEOUT_MS = 30_000
@@ -36,6 +48,15 @@ BUSY_TIMEOUT_MS = 30_000
 RECORD_BUSY_TIMEOUT_MS = 3_000
 _BUSY_MS = "golem_busy_ms"
 _BEGIN_MODE = "golem_begin"
+# The advisory lock that serialises write transactions on a shared database
+# ("golem-w" in ASCII; migrations use their own key).
+WRITE_LOCK_KEY = 0x676F6C656D2D77
+# A shared database that does not answer the connection in this time is down.
+CONNECT_TIMEOUT_S = 10.0
+# Connections one golem process keeps to a shared database: bulk actions write
+# each VM's result on its own short transaction, many at once.
+POSTGRESQL_POOL_SIZE = 10
+POSTGRESQL_POOL_OVERFLOW = 20
 
 
 def _prepare_directory(db_path: Path) -> None:
@@ -55,7 +76,47 @@ def _prepare_directory(db_path: Path) -> None:
         ) from None
 
 
-def create_engine(db_path: Path) -> AsyncEngine:
+def create_engine(location: Path | str) -> AsyncEngine:
+    """The engine for a SQLite file (a Path) or a PostgreSQL URL (a str)."""
+    if isinstance(location, str):
+        return _postgresql_engine(location)
+    return _sqlite_engine(location)
+
+
+def _postgresql_engine(url: str) -> AsyncEngine:
+    try:
+        import asyncpg  # noqa: F401 - only to say how to install it
+    except ImportError:
+        raise ConfigError(
+            "GOLEM_REQUESTOR_DATABASE_URL names PostgreSQL, but the asyncpg driver is not"
+            " installed",
+            hint="pip install 'golem-vm-requestor[postgresql]', or unset"
+            " GOLEM_REQUESTOR_DATABASE_URL to keep the state in the local SQLite file.",
+        ) from None
+    engine = create_async_engine(
+        url,
+        pool_size=POSTGRESQL_POOL_SIZE,
+        max_overflow=POSTGRESQL_POOL_OVERFLOW,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_S,
+            "server_settings": {"application_name": "golem"},
+        },
+    )
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        options = connection.get_execution_options()
+        # Only the wait for a lock is bounded; statements themselves are short.
+        busy_ms = int(options.get(_BUSY_MS, BUSY_TIMEOUT_MS))
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {busy_ms}")
+        if options.get(_BEGIN_MODE) == "IMMEDIATE":
+            # Released by COMMIT or ROLLBACK, also when the process dies.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+    return engine
+
+
+def _sqlite_engine(db_path: Path) -> AsyncEngine:
     """An engine whose connections use WAL, a busy timeout and explicit BEGINs."""
     _prepare_directory(db_path)
     engine = create_async_engine(
@@ -88,14 +149,20 @@ def create_engine(db_path: Path) -> AsyncEngine:
 
 
 class Database:
-    """Engine plus session factories. ``async with Database(path) as db`` brings the
-    schema to head first (cheaply when it already is), and disposes the engine on
-    exit: aiosqlite's worker threads are not daemons and would hang the process.
+    """Engine plus session factories. ``async with Database(location) as db`` brings
+    the schema to head first (cheaply when it already is), and disposes the engine
+    on exit: aiosqlite's worker threads are not daemons and would hang the process.
+
+    ``location`` is the SQLite file (a Path) or a PostgreSQL URL (a str);
+    ``Database.for_settings`` picks the one the settings name.
     """
 
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path
-        self.engine = create_engine(db_path)
+    def __init__(self, location: Path | str) -> None:
+        self.location = location
+        self.shared = isinstance(location, str)
+        # How messages name it: never with the URL's credentials.
+        self.label = redact_url(location) if isinstance(location, str) else str(location)
+        self.engine = create_engine(location)
         self._read_sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, autoflush=False
         )
@@ -114,15 +181,22 @@ class Database:
         # One writer at a time inside this process. Without it, concurrent tasks
         # on pooled connections contend for SQLite's write lock, and SQLite's busy
         # handler backs off with sleeps of up to 100 ms: 200 small writes took
-        # over a second. Other processes still wait on busy_timeout.
-        self._write_turn = asyncio.Lock()
+        # over a second. Other processes still wait on busy_timeout. PostgreSQL
+        # has row locks: its writers need no turns.
+        self._write_turn: contextlib.AbstractAsyncContextManager[object] = (
+            contextlib.nullcontext() if self.shared else asyncio.Lock()
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Database:
+        return cls(settings.database_url or settings.db_path)
 
     async def __aenter__(self) -> Database:
         from requestor.db.migrate import ensure_schema
 
         try:
-            with translate_errors(self.path):
-                await ensure_schema(self.engine, self.path)
+            with translate_errors(self.label, shared=self.shared):
+                await ensure_schema(self.engine, self.label)
         except BaseException:
             await self.engine.dispose()
             raise
@@ -135,7 +209,7 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A short read-only transaction."""
         async with self._read_sessions() as session:
-            with translate_errors(self.path):
+            with translate_errors(self.label, shared=self.shared):
                 async with session.begin():
                     yield session
 
@@ -150,6 +224,6 @@ class Database:
         """
         sessions = self._record_sessions if after_remote else self._write_sessions
         async with self._write_turn, sessions() as session:
-            with translate_errors(self.path):
+            with translate_errors(self.label, shared=self.shared):
                 async with session.begin():
                     yield session

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from requestor.db.revisions import HEAD_REVISION
+from requestor.settings import Settings
 from requestor.statefiles import make_private
 from requestor.status import VMStatus
 
@@ -42,8 +43,14 @@ VM_COLUMNS = (
     "last_error",
     "created_at",
     "updated_at",
+    "created_by_user",
+    "created_by_host",
+    "last_actor",
+    "last_action",
+    "last_action_at",
+    "ssh_public_key",
 )
-_TIMES = ("created_at", "updated_at")
+_TIMES = ("created_at", "updated_at", "last_action_at")
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -54,6 +61,12 @@ class Snapshot:
 
     vms: list[dict[str, Any]]
     rejected_legacy: int
+
+
+def snapshot(settings: Settings, name: str | None = None) -> Snapshot | None:
+    """``read`` of the settings' database; None (the ORM path) for a shared
+    PostgreSQL database, which only the ORM reaches."""
+    return None if settings.shared_database else read(settings.db_path, name)
 
 
 def read(db_path: Path, name: str | None = None) -> Snapshot | None:
@@ -94,7 +107,8 @@ def _typed(row: tuple[Any, ...]) -> dict[str, Any]:
     values["status"] = VMStatus(values["status"])
     for column in _TIMES:
         # Stored as SQLAlchemy stores UTC: naive ISO text (models.UTCDateTime).
-        values[column] = datetime.fromisoformat(values[column]).replace(tzinfo=UTC)
+        if values[column] is not None:
+            values[column] = datetime.fromisoformat(values[column]).replace(tzinfo=UTC)
     return values
 
 
@@ -118,3 +132,25 @@ def can_start(db_path: Path, ip_address: str) -> bool | None:
     finally:
         connection.close()
     return None if row is None or row[0] is None else bool(row[0])
+
+
+def grants(db_path: Path, vm_id: int) -> list[tuple[str, str, str | None, str]] | None:
+    """(fingerprint, public key, user, granted by) of each key granted on VM
+    ``vm_id``; None when the file cannot be read this way (use the ORM path)."""
+    try:
+        connection = sqlite3.connect(
+            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error:
+        return None
+    try:
+        rows = connection.execute(
+            "SELECT fingerprint, public_key, user, granted_by FROM vm_grants"
+            " WHERE vm_id = ? ORDER BY granted_at",
+            (vm_id,),
+        ).fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        connection.close()
+    return [(str(f), str(k), None if u is None else str(u), str(g)) for f, k, u, g in rows]

@@ -27,6 +27,8 @@ __all__ = [
     "LegacyRejectedVM",
     "Provider",
     "ProviderCapabilities",
+    "UserKey",
+    "VMGrant",
     "VMStatus",
     "utcnow",
 ]
@@ -139,6 +141,45 @@ class VM(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # Who created it (Settings.user, Settings.host); NULL for VMs recorded before
+    # golem kept owners.
+    created_by_user: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_by_host: Mapped[str | None] = mapped_column(String(255))
+    # The last golem that acted on it (user@host), what it did and when.
+    last_actor: Mapped[str | None] = mapped_column(String(320))
+    last_action: Mapped[str | None] = mapped_column(String(16))
+    last_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The OpenSSH public key the VM was created with: the one it trusts from the
+    # start (other keys only by ``golem vm grant``). NULL when not recorded.
+    ssh_public_key: Mapped[str | None] = mapped_column(Text)
+
+
+class UserKey(Base):
+    """A teammate's SSH public key, recorded by their golem in a shared database
+    so that others can grant it access (``golem vm grant --user``)."""
+
+    __tablename__ = "user_keys"
+
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(100), primary_key=True)  # SHA256:...
+    public_key: Mapped[str] = mapped_column(Text)  # one OpenSSH line, no comment
+    host: Mapped[str | None] = mapped_column(String(255))  # where it was recorded from
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VMGrant(Base):
+    """A public key added to a VM's authorized keys by ``golem vm grant``."""
+
+    __tablename__ = "vm_grants"
+
+    vm_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("vms.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(100), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    user: Mapped[str | None] = mapped_column(String(64))  # None: granted by --key
+    granted_by: Mapped[str] = mapped_column(String(320))  # user@host
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LegacyRejectedVM(Base):

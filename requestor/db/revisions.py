@@ -4,5 +4,5 @@ loading SQLAlchemy or Alembic. A test keeps this equal to the migration scripts.
 
 from __future__ import annotations
 
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = KNOWN_REVISIONS[-1]

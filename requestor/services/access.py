@@ -77,16 +77,12 @@ async def sync_ssh_config(settings: Settings, db: Database) -> None:
 
     if not sshconfig.written(settings):
         return
-    from requestor.db import repository
-    from requestor.services.views import vm_view
-
     try:
         # Two golem processes rewriting at once must not let the older snapshot
         # land last (a pin missing from known_hosts makes OpenSSH refuse the VM).
         lock_fd = await asyncio.to_thread(sshconfig.lock, settings.ssh_key_dir)
         try:
-            async with db.read() as session:
-                vms = [vm_view(vm) for vm in await repository.list_vms(session)]
+            vms, _ = await _reachable_vms(settings, db)
             sshconfig.refresh_written(settings, vms)
         finally:
             os.close(lock_fd)
@@ -101,6 +97,24 @@ async def sync_ssh_config(settings: Settings, db: Database) -> None:
             ),
             stacklevel=2,
         )
+
+
+async def _reachable_vms(
+    settings: Settings, db: Database
+) -> tuple[list[VMView], list[tuple[str, str]]]:
+    """Every VM this machine can reach (with the key it reaches it with), and
+    (name, why not) for the others: the written ssh config is per machine."""
+    from requestor.db import repository
+    from requestor.services import keyring
+    from requestor.services.views import vm_view
+
+    async with db.read() as session:
+        vms = [vm_view(vm) for vm in await repository.list_vms(session)]
+        grants = await keyring.read_grants(session, [vm.id for vm in vms])
+    ring = keyring.preloaded_keyring(settings, db.shared, grants)
+    if db.shared:
+        await keyring.ensure_recorded(db, settings, await ring.own())
+    return await keyring.reachable(ring, vms)
 
 
 @dataclass(frozen=True)
@@ -118,18 +132,17 @@ async def ssh_config(settings: Settings, names: tuple[str, ...], write: bool) ->
     """Config entries for ``names`` (every VM when empty); known_hosts is always
     written (every pin, so entries printed earlier stay valid), the config only
     with ``write``."""
-    from requestor.db import repository
     from requestor.db.engine import Database
-    from requestor.services.views import vm_view
     from requestor.ssh import sshconfig
 
-    async with Database(settings.db_path) as db, db.read() as session:
-        vms = [vm_view(vm) for vm in await repository.list_vms(session)]
-    known = {vm.name for vm in vms}
+    async with Database.for_settings(settings) as db:
+        vms, unreachable = await _reachable_vms(settings, db)
+    known = {vm.name for vm in vms} | {name for name, _ in unreachable}
     for name in names:
         if name not in known:
             raise VMNotFoundError(name)
     usable, skipped = sshconfig.entries(vms)
+    skipped = [*skipped, *unreachable]
     chosen = [e for e in usable if not names or e.name in names]
     skipped = [(n, why) for n, why in skipped if not names or n in names]
     key_dir = settings.ssh_key_dir
@@ -163,7 +176,9 @@ class Target:
         return self.endpoint.name
 
 
-def target_of(vm: VMView, settings: Settings) -> Target:
+def target_of(vm: VMView, settings: Settings, key_path: Path | None = None) -> Target:
+    """``vm`` as a target, reached with ``key_path`` (``Keyring.key_for``'s answer;
+    None: the key local state recorded)."""
     from requestor.ssh.client import Endpoint
 
     name = vm.name
@@ -174,8 +189,10 @@ def target_of(vm: VMView, settings: Settings) -> Target:
             f"VM {name} has no SSH address in local state (its create did not finish)",
             hint="Run 'golem vm list --refresh' to find out what the provider holds.",
         )
-    if vm.ssh_key_path is None:
-        raise SSHAuthError(f"No SSH key is recorded for VM {name}")
+    if key_path is None:
+        if vm.ssh_key_path is None:
+            raise SSHAuthError(f"No SSH key is recorded for VM {name}")
+        key_path = Path(vm.ssh_key_path)
     return Target(
         vm_id=vm.id,
         status=vm.status,
@@ -186,7 +203,7 @@ def target_of(vm: VMView, settings: Settings) -> Target:
             host=vm.ssh_host,
             port=vm.ssh_port,
             user=vm.ssh_user,
-            key_path=Path(vm.ssh_key_path),
+            key_path=key_path,
             host_key=vm.host_key,
         ),
     )
@@ -251,7 +268,7 @@ class Access:
         if self._db is None:
             from requestor.db.engine import Database
 
-            self._db = await self._stack.enter_async_context(Database(self.settings.db_path))
+            self._db = await self._stack.enter_async_context(Database.for_settings(self.settings))
         return self._db
 
     async def connect(
@@ -323,16 +340,12 @@ class Access:
 
         db = await self.database()
         async with db.write() as session:
-            stored = await repository.get_vm_by_id(session, self.target.vm_id)
-            if stored is None:
-                return
-            if stored.host_key is None:
-                stored.host_key = line
-                pinned = None
-            else:
-                pinned = stored.host_key
-        if pinned is not None:
-            # Another golem process pinned a key meanwhile: it must be the one we saw.
+            pinned = await repository.pin_host_key(session, self.target.vm_id, line)
+        if pinned is None:
+            return  # the VM was removed meanwhile
+        if pinned != line:
+            # Another golem (maybe on another machine sharing the database) pinned
+            # a key meanwhile, and kept it: it must be the one we saw.
             if not same_key(pinned, line):
                 raise host_key_changed(self.target.name, pinned, line)
             return
@@ -431,22 +444,39 @@ async def open_access(settings: Settings, name: str) -> AsyncIterator[Access]:
     (no SQLAlchemy import); else the ORM path brings the schema to head first.
     """
     from requestor.db import lean
+    from requestor.services import keyring
 
     async with AsyncExitStack() as stack:
-        snapshot = lean.read(settings.db_path, name)
+        snapshot = lean.snapshot(settings, name)
         if snapshot is not None:
             if not snapshot.vms:
                 raise VMNotFoundError(name)
-            access = Access(settings, target_of(VMView(**snapshot.vms[0]), settings), stack)
+            vm = VMView(**snapshot.vms[0])
+            key_path = await keyring.lean_keyring(settings).key_for(vm)
+            access = Access(settings, target_of(vm, settings, key_path), stack)
         else:
             from requestor.db import repository
             from requestor.db.engine import Database
             from requestor.services.views import vm_view
 
-            db = await stack.enter_async_context(Database(settings.db_path))
+            db = await stack.enter_async_context(Database.for_settings(settings))
+            # In a shared database this machine's key is recorded for teammates to
+            # grant, also (above all) when the VM refuses it.
+            own = await keyring.own_key(settings) if db.shared else None
+            recorded = True
             async with db.read() as session:
-                vm = vm_view(await repository.get_vm(session, name))
-            access = Access(settings, target_of(vm, settings), stack, db)
+                found = await repository.find_vm(session, name)
+                if found is not None:
+                    vm = vm_view(found)
+                    grants = await keyring.read_grants(session, [vm.id])
+                if own is not None:
+                    recorded = await keyring.key_recorded(session, settings, own)
+            if own is not None and not recorded:
+                await keyring.record_key(db, settings, own)
+            if found is None:
+                raise VMNotFoundError(name)
+            ring = keyring.preloaded_keyring(settings, db.shared, grants, own)
+            access = Access(settings, target_of(vm, settings, await ring.key_for(vm)), stack, db)
         try:
             yield access
         except Exception:

@@ -579,7 +579,7 @@ def _unrecorded(
         shown += f", and {len(ordered) - 20} more"
     done = sum(1 for o in outcomes if o.ok)
     return UnrecordedActionsError(
-        f"The database {services.settings.db_path} stayed locked by another golem process,"
+        f"The database {services.settings.database_label} stayed locked by another golem process,"
         f" so {len(outcomes)} result(s) from the providers ({done} done) are not recorded:"
         f" {shown}"
     )
@@ -611,7 +611,7 @@ async def list_vms(
     async with services.db.read() as session:
         views = chosen.apply([vm_view(vm) for vm in await repository.list_vms(session)])
         rejected = await repository.count_rejected_legacy(session)
-    listing = VMListing(views, rejected, str(services.settings.db_path))
+    listing = VMListing(views, rejected, services.settings.database_label)
     if scan is not None:
         listing = dataclasses.replace(listing, orphans=scan.orphans, orphan_scan_failed=scan.failed)
     return listing, report

@@ -50,5 +50,5 @@ def vm_names(settings: Settings) -> list[str]:
     (completion never creates or migrates it)."""
     from requestor.db import lean
 
-    snapshot = lean.read(settings.db_path)
+    snapshot = lean.snapshot(settings)
     return [] if snapshot is None else [row["name"] for row in snapshot.vms]

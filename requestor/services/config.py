@@ -87,6 +87,14 @@ def show_config(environ: Mapping[str, str] | None = None) -> ConfigReport:
             source("DB_PATH"),
             inside_base("DB_PATH"),
         ),
+        SettingValue(
+            "database_url",
+            ENV_PREFIX + "DATABASE_URL",
+            # Credentials never shown; "" when unset (the state is in db_path).
+            redact_url(settings.database_url) if settings.database_url else "",
+            source("DATABASE_URL"),
+        ),
+        SettingValue("user", ENV_PREFIX + "USER", settings.user, source("USER")),
     ]
     return ConfigReport(values, _paths(settings))
 
@@ -104,8 +112,13 @@ def _paths(settings: Settings) -> list[PathInUse]:
     # one is used; with none, golem generates key_dir/id_ed25519.
     keys = [Path.home() / ".ssh" / name for name in SYSTEM_KEY_NAMES]
     keys += [key_dir / name for name in GOLEM_KEY_NAMES]
+    database = entry("database", settings.db_path)
+    if settings.database_url is not None:
+        database = PathInUse(
+            "database", settings.database_label, True, "shared PostgreSQL (team mode); not checked"
+        )
     return [
-        entry("database", settings.db_path),
+        database,
         entry("ssh_key_dir", key_dir),
         *(entry("ssh_key", key, "looked for in this order") for key in keys),
         entry("ssh_config", key_dir / CONFIG_NAME, "written by 'golem vm ssh-config --write'"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from requestor.db import repository
+from requestor.db.errors import violates_unique_name
 from requestor.db.models import VM
 from requestor.errors import (
     CreateInterruptedError,
@@ -124,7 +125,8 @@ async def create_vm(
     """Create one VM; ``trace`` (if given) follows how far it got. ``placed``: a
     provider already chosen and checked for this VM (several creates at once,
     ``create_many``); discovery is not asked again."""
-    from requestor.ssh.keys import ensure_key_pair
+    from requestor.ssh.hostkeys import fingerprint
+    from requestor.ssh.keys import ensure_key_pair, key_id
 
     trace = trace if trace is not None else CreateTrace()
 
@@ -189,12 +191,26 @@ async def create_vm(
         status=VMStatus.CREATING,
         ssh_user="ubuntu",
         ssh_key_path=str(key.private_path),
+        **repository.created_by(services.settings.user, services.settings.host, key.public_key),
     )
     try:
         async with services.db.write() as session:
             await repository.remember_provider(session, ad)
             session.add(vm)
-    except IntegrityError:
+            if services.db.shared:
+                # Teammates can grant this user's key by name (golem vm grant --user).
+                await repository.add_user_key(
+                    session,
+                    services.settings.user,
+                    fingerprint(key.public_key),
+                    key_id(key.public_key),
+                    services.settings.host,
+                )
+    except IntegrityError as error:
+        if not violates_unique_name(error):
+            raise
+        # Another golem (maybe on another machine sharing the database) took the
+        # name between the check and this insert: nothing was sent to a provider.
         raise NameTakenError(f"A VM named {request.name} already exists") from None
     trace.recorded = True
 
@@ -211,7 +227,7 @@ async def create_vm(
         )
     except DatabaseLockedError:
         raise UnrecordedActionsError(
-            f"The database {services.settings.db_path} stayed locked by another golem"
+            f"The database {services.settings.database_label} stayed locked by another golem"
             f" process after provider {ad.provider_id} was asked to create {request.name}"
             f" (as {vm.provider_vm_name}): what the provider did is not fully recorded"
         ) from None

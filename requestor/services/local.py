@@ -24,10 +24,10 @@ def local_vms(settings: Settings, run: Runner, chosen: VMFilter | None = None) -
     """
     from requestor.db import lean
 
-    snapshot = lean.read(settings.db_path)
+    snapshot = lean.snapshot(settings)
     if snapshot is not None:
         vms = [VMView(**row) for row in snapshot.vms]
-        return VMListing(_kept(vms, chosen), snapshot.rejected_legacy, str(settings.db_path))
+        return VMListing(_kept(vms, chosen), snapshot.rejected_legacy, settings.database_label)
     listing = run(_orm_listing(settings))
     return VMListing(_kept(listing.vms, chosen), listing.rejected_legacy, listing.db_path)
 
@@ -36,10 +36,10 @@ async def _orm_listing(settings: Settings) -> VMListing:
     from requestor.db import repository
     from requestor.db.engine import Database
 
-    async with Database(settings.db_path) as db, db.read() as session:
+    async with Database.for_settings(settings) as db, db.read() as session:
         vms = [vm_view(vm) for vm in await repository.list_vms(session)]
         rejected = await repository.count_rejected_legacy(session)
-    return VMListing(vms, rejected, str(settings.db_path))
+    return VMListing(vms, rejected, settings.database_label)
 
 
 def _kept(vms: list[VMView], chosen: VMFilter | None) -> list[VMView]:
@@ -53,7 +53,7 @@ def local_vm(
     read as ``local_vms`` reads them."""
     from requestor.db import lean
 
-    snapshot = lean.read(settings.db_path, name)
+    snapshot = lean.snapshot(settings, name)
     if snapshot is not None:
         if not snapshot.vms:
             raise VMNotFoundError(name)
@@ -65,7 +65,7 @@ async def _orm_vm(settings: Settings, name: str) -> VMView:
     from requestor.db import repository
     from requestor.db.engine import Database
 
-    async with Database(settings.db_path) as db, db.read() as session:
+    async with Database.for_settings(settings) as db, db.read() as session:
         return vm_view(await repository.get_vm(session, name))
 
 
@@ -74,4 +74,6 @@ def provider_can_start(settings: Settings, vm: VMView) -> bool | None:
     (current-generation providers cannot); None when golem has not learned it."""
     from requestor.db import lean
 
+    if settings.shared_database:
+        return None  # only the ORM reaches PostgreSQL; not worth a connection here
     return lean.can_start(settings.db_path, vm.provider_ip)

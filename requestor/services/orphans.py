@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from requestor.db import repository
+from requestor.db.errors import violates_unique_name
 from requestor.db.models import VM
 from requestor.errors import GolemError, InputError, NameTakenError
 from requestor.services.access import sync_ssh_config
@@ -159,6 +160,9 @@ async def adopt_vm(
         ssh_user="ubuntu",
         ssh_key_path=str(key.private_path),
         host_key=host_key,
+        **repository.created_by(
+            services.settings.user, services.settings.host, key.public_key, action="adopt"
+        ),
     )
     try:
         async with services.db.write() as session:
@@ -171,7 +175,9 @@ async def adopt_vm(
             if orphan.provider_id is not None:
                 await repository.ensure_provider(session, orphan.provider_id, orphan.provider_ip)
             session.add(vm)
-    except IntegrityError:
+    except IntegrityError as error:
+        if violates_unique_name(error):
+            raise NameTakenError(f"A VM named {local_name} already exists") from None
         raise GolemError(f"{provider_vm_name} was recorded meanwhile") from None
     await sync_ssh_config(services.settings, services.db)
     return vm_view(vm)

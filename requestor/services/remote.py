@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from requestor.errors import GolemError
 from requestor.services.access import Access, target_of
 from requestor.services.actions import select_vms
+from requestor.services.keyring import Keyring, load_keyring
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
 from requestor.services.views import CountsOutcomes, VMView, vm_view
 from requestor.text import clean
@@ -89,6 +90,7 @@ async def exec_on_vms(
     vms = [vm_view(vm) for vm in selection.vms]
     if not vms:
         return None
+    ring = await load_keyring(services.db, services.settings, [vm.id for vm in vms])
     on_selected([vm.name for vm in vms])
     report = ExecReport(command)
     started = time.perf_counter()
@@ -100,7 +102,7 @@ async def exec_on_vms(
             vm.provider_ip, asyncio.Semaphore(PER_PROVIDER_CONNECTIONS)
         )
         async with bound, provider_turn:
-            outcome = await _exec_one(services, vm, command, keep_output, on_output)
+            outcome = await _exec_one(services, ring, vm, command, keep_output, on_output)
         on_outcome(outcome)
         return outcome
 
@@ -128,7 +130,12 @@ class _OutputFailed(Exception):
 
 
 async def _exec_one(
-    services: Services, vm: VMView, command: str, keep_output: bool, on_output: OnOutput
+    services: Services,
+    ring: Keyring,
+    vm: VMView,
+    command: str,
+    keep_output: bool,
+    on_output: OnOutput,
 ) -> ExecOutcome:
     from requestor.ssh.client import CONNECT_TIMEOUT
     from requestor.ssh.exec import STDOUT, run_lines
@@ -151,7 +158,8 @@ async def _exec_one(
     try:
         async with AsyncExitStack() as stack:
             # The command's own database: a first-use pin is written through it.
-            access = Access(services.settings, target_of(vm, services.settings), stack, services.db)
+            target = target_of(vm, services.settings, await ring.key_for(vm))
+            access = Access(services.settings, target, stack, services.db)
             conn = await access.connect(attempt_limit=CONNECT_TIMEOUT)
             async with conn:
                 status = await run_lines(conn, command, vm.name, line)

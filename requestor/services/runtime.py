@@ -69,7 +69,7 @@ async def open_services(
     from requestor.db.engine import Database
 
     async with (
-        Database(settings.db_path) as db,
+        Database.for_settings(settings) as db,
         HttpClient(
             limit=concurrency, limit_per_host=per_provider, timeout_cap=call_timeout
         ) as http,

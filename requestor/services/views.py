@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 from requestor.status import VMStatus
 
 if TYPE_CHECKING:
-    from requestor.db.models import VM
+    from requestor.db.models import VM, VMGrant
 
-__all__ = ["VMListing", "VMStatus", "VMView", "vm_view"]
+__all__ = ["GrantView", "VMListing", "VMStatus", "VMView", "grant_view", "vm_view"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,13 @@ class VMView:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    # Team mode (models.VM): owner, last actor, and the key the VM was created with.
+    created_by_user: str | None = None
+    created_by_host: str | None = None
+    last_actor: str | None = None
+    last_action: str | None = None
+    last_action_at: datetime | None = None
+    ssh_public_key: str | None = None
 
 
 def vm_view(vm: VM) -> VMView:
@@ -63,7 +70,27 @@ def vm_view(vm: VM) -> VMView:
         last_error=vm.last_error,
         created_at=vm.created_at,
         updated_at=vm.updated_at,
+        created_by_user=vm.created_by_user,
+        created_by_host=vm.created_by_host,
+        last_actor=vm.last_actor,
+        last_action=vm.last_action,
+        last_action_at=vm.last_action_at,
+        ssh_public_key=vm.ssh_public_key,
     )
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """A public key granted on a VM (``golem vm grant``), beside the one it was created with."""
+
+    fingerprint: str  # SHA256:...
+    public_key: str  # "type base64"
+    user: str | None  # the teammate whose recorded key it is; None: granted by --key
+    granted_by: str  # user@host
+
+
+def grant_view(grant: VMGrant) -> GrantView:
+    return GrantView(grant.fingerprint, grant.public_key, grant.user, grant.granted_by)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from requestor.errors import GolemError, VMGoneError
+from requestor.errors import AccessNotGrantedError, GolemError, VMGoneError
 from requestor.services.access import Access, target_of
 from requestor.services.actions import Action, run_action, select_vms
+from requestor.services.keyring import Keyring, load_keyring
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
 from requestor.services.views import VMView, vm_view
 from requestor.status import VMStatus
@@ -85,7 +86,9 @@ async def wait_for(
         on_arrival(arrival)
 
     if goal is Goal.SSH:
-        await _wait_ssh(services, [vm_view(vm) for vm in vms], deadline, arrived, report.missing)
+        views = [vm_view(vm) for vm in vms]
+        ring = await load_keyring(services.db, services.settings, [vm.id for vm in views])
+        await _wait_ssh(services, ring, views, deadline, arrived, report.missing)
     else:
         wanted = VMStatus.RUNNING if goal is Goal.RUNNING else VMStatus.STOPPED
         pending = list(vms)
@@ -117,6 +120,7 @@ async def wait_for(
 
 async def _wait_ssh(
     services: Services,
+    ring: Keyring,
     vms: list[VMView],
     deadline: float,
     arrived: Callable[[str], None],
@@ -132,13 +136,13 @@ async def _wait_ssh(
         missing[vm.name] = "SSH did not answer"
         while True:
             async with bound, provider_turn:
-                reason = await _ssh_runs(services, vm, deadline)
+                reason = await _ssh_runs(services, ring, vm, deadline)
             if reason is None:
                 arrived(vm.name)
                 return
             missing[vm.name] = reason
             remaining = deadline - time.monotonic()
-            if reason.startswith("gone:") or remaining <= 0:
+            if reason.startswith(_FINAL) or remaining <= 0:
                 return
             # Stopped, or not answering yet: someone may be starting it.
             await asyncio.sleep(min(POLL_INTERVAL, remaining))
@@ -146,19 +150,26 @@ async def _wait_ssh(
     await asyncio.gather(*(one(vm) for vm in vms))
 
 
-async def _ssh_runs(services: Services, vm: VMView, deadline: float) -> str | None:
-    """None when ``true`` ran and returned 0; else why not (``gone: ...`` when
-    waiting longer cannot help)."""
+# Reasons that waiting longer cannot change.
+_FINAL = ("gone:", "refused:")
+
+
+async def _ssh_runs(services: Services, ring: Keyring, vm: VMView, deadline: float) -> str | None:
+    """None when ``true`` ran and returned 0; else why not (``gone: ...`` or
+    ``refused: ...`` when waiting longer cannot help)."""
     from requestor.ssh.exec import run_lines
 
     try:
         async with AsyncExitStack() as stack:
-            access = Access(services.settings, target_of(vm, services.settings), stack, services.db)
+            target = target_of(vm, services.settings, await ring.key_for(vm))
+            access = Access(services.settings, target, stack, services.db)
             conn = await access.connect(wait=max(0.0, deadline - time.monotonic()))
             async with conn:
                 status = await run_lines(conn, "true", vm.name, lambda _stream, _line: None)
     except VMGoneError as error:
         return f"gone: {error.message}"
+    except AccessNotGrantedError as error:
+        return f"refused: {error.message}"
     except GolemError as error:
         return error.message
     return None if status == 0 else f"'true' returned {status}"

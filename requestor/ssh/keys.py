@@ -141,3 +141,40 @@ def load_client_key(private_path: Path) -> object:
             f"The SSH key {private_path} cannot be read: {error}",
             hint="Restore the key the VM was created with.",
         ) from None
+
+
+def key_id(public_key_line: str) -> str:
+    """``type base64`` of an OpenSSH public key line: the key itself, its comment
+    dropped (what local state stores and compares)."""
+    return " ".join(public_key_line.split()[:2])
+
+
+# In the armour line of every PEM or OpenSSH private key file.
+_PRIVATE_KEY_MARK = "PRIVATE KEY"
+
+
+def parse_public_key(text: str, source: str) -> str:
+    """The ``type base64`` of the one OpenSSH public key in ``text`` (a line as in a
+    ``.pub`` file or ``authorized_keys``, comment allowed); ``InputError`` for
+    anything else. ``source`` names where the text came from, for the message."""
+    from requestor.ssh._asyncssh import asyncssh
+
+    hint = (
+        "Give one OpenSSH public key line (as in a .pub file: 'ssh-ed25519 AAAA... comment')"
+        " or the path of a .pub file."
+    )
+    if _PRIVATE_KEY_MARK in text:
+        raise InputError(
+            f"{source} is a private key: never hand out a private key",
+            hint="Give the public key instead (the .pub file beside it).",
+        )
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if len(lines) != 1:
+        what = "no key" if not lines else f"{len(lines)} lines"
+        raise InputError(f"{source} holds {what}, not one OpenSSH public key", hint=hint)
+    words = lines[0].split()
+    try:
+        key = asyncssh.import_public_key(" ".join(words[:2]))
+    except (asyncssh.KeyImportError, ValueError, IndexError):
+        raise InputError(f"{source} is not an OpenSSH public key", hint=hint) from None
+    return key_id(key.export_public_key("openssh").decode())

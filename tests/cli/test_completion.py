@@ -61,7 +61,7 @@ def test_bash_completes_commands_options_vm_names_and_provider_ids(
     asyncio.run(create_fleet(load_settings(env), ids, 2, prefix="web"))
     asyncio.run(create_fleet(load_settings(env), ids, 1, prefix="db"))
 
-    assert _bash_complete(golem_env, script, "") == ["completion", "config", "devnet", "vm"]
+    assert _bash_complete(golem_env, script, "") == ["completion", "config", "db", "devnet", "vm"]
     assert _bash_complete(golem_env, script, "vm", "pro") == ["providers"]
     assert "--wait-timeout" in _bash_complete(golem_env, script, "vm", "ssh", "--")
     assert sorted(_bash_complete(golem_env, script, "vm", "ssh", "")) == [

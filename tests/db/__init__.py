@@ -67,9 +67,9 @@ def snapshot(path: Path) -> dict[str, tuple[str, int, int]]:
     }
 
 
-async def alembic(path: Path, action: str, target: str) -> None:
+async def alembic(path: Path | str, action: str, target: str) -> None:
     """``alembic upgrade|downgrade TARGET`` through golem's engine (WAL, explicit BEGIN),
-    the same way requestor.db.migrate runs upgrades."""
+    the same way requestor.db.migrate runs upgrades; ``path`` may be a PostgreSQL URL."""
     from alembic import command
     from alembic.config import Config
 

@@ -1,6 +1,6 @@
 """One of many processes hammering one database at once (see test_concurrency.py).
 
-Usage: ``python concurrent_worker.py DB_PATH WORKER_ID ROUNDS READY_DIR``
+Usage: ``python concurrent_worker.py DB_PATH|POSTGRESQL_URL WORKER_ID ROUNDS READY_DIR``
 
 Imports first, announces itself with ``READY_DIR/ready-ID``, waits for
 ``READY_DIR/go`` so that every worker opens the (fresh) database at the same
@@ -38,9 +38,9 @@ def _vm(name: str, cpu: int = 1) -> VM:
     )
 
 
-async def work(db_path: Path, worker: int, rounds: int) -> dict[str, int]:
+async def work(location: Path | str, worker: int, rounds: int) -> dict[str, int]:
     prefix = f"w{worker:02d}-"
-    async with Database(db_path) as db:
+    async with Database(location) as db:
         for i in range(rounds):
             async with db.write() as session:
                 session.add(_vm(f"{prefix}{i:03d}"))
@@ -63,7 +63,8 @@ async def work(db_path: Path, worker: int, rounds: int) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> int:
-    db_path, worker, rounds, ready_dir = Path(argv[0]), int(argv[1]), int(argv[2]), Path(argv[3])
+    worker, rounds, ready_dir = int(argv[1]), int(argv[2]), Path(argv[3])
+    location: Path | str = argv[0] if argv[0].startswith("postgresql") else Path(argv[0])
     (ready_dir / f"ready-{worker}").touch()
     deadline = time.monotonic() + 60
     while not (ready_dir / "go").exists():
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
             return 1
         time.sleep(0.005)
     try:
-        result = asyncio.run(work(db_path, worker, rounds))
+        result = asyncio.run(work(location, worker, rounds))
     except BaseException:
         traceback.print_exc()
         return 1

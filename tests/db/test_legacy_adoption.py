@@ -263,6 +263,8 @@ async def test_a_legacy_db_without_rows_is_adopted_too(tmp_path: Path) -> None:
         "legacy_vms",
         "legacy_rejected_vms",
         "provider_capabilities",
+        "user_keys",
+        "vm_grants",
     }
 
 

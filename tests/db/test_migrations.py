@@ -21,18 +21,29 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select
 
 from requestor.db.engine import Database
+from requestor.db.lean import VM_COLUMNS
 from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS, migrations_dir
 from requestor.db.models import VM, Base, Provider, VMStatus
 from requestor.errors import StateError
 from tests.conftest import GolemEnv
 from tests.db import alembic, query, snapshot, tables
 
+TEAM_COLUMNS = {
+    "created_by_user",
+    "created_by_host",
+    "last_actor",
+    "last_action",
+    "last_action_at",
+    "ssh_public_key",
+}
 APP_TABLES = {
     "alembic_version",
     "providers",
     "vms",
     "legacy_rejected_vms",
     "provider_capabilities",
+    "user_keys",
+    "vm_grants",
 }
 
 
@@ -203,19 +214,21 @@ async def test_downgrade_of_the_adoption_step_keeps_every_vm(tmp_path: Path) -> 
     """0002 -> 0001 -> 0002 is lossless: VMs and providers survive unchanged."""
     path = tmp_path / "vms.db"
     await add_sample_rows(path)
-    before_vms = query(path, "SELECT * FROM vms ORDER BY id")
+    # The columns of 0001 (0004's team columns go with the downgrade past it).
+    columns_0001 = ", ".join(c for c in VM_COLUMNS if c not in TEAM_COLUMNS)
+    before_vms = query(path, f"SELECT {columns_0001} FROM vms ORDER BY id")
     before_providers = query(path, "SELECT * FROM providers")
     assert len(before_vms) == 1
 
     await alembic(path, "downgrade", "0001")
     assert "legacy_rejected_vms" not in tables(path)
-    assert query(path, "SELECT * FROM vms ORDER BY id") == before_vms
+    assert query(path, f"SELECT {columns_0001} FROM vms ORDER BY id") == before_vms
 
     async with Database(path) as db, db.read() as session:
         names = (await session.scalars(select(VM.name))).all()
     assert names == ["kept"]
     assert revision_of(path) == HEAD_REVISION
-    assert query(path, "SELECT * FROM vms ORDER BY id") == before_vms
+    assert query(path, f"SELECT {columns_0001} FROM vms ORDER BY id") == before_vms
     assert query(path, "SELECT * FROM providers") == before_providers
 
 

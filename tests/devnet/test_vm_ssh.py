@@ -13,7 +13,7 @@ import aiohttp
 import asyncssh
 import pytest
 
-from tests.devnet.helpers import FAST, create_vm, new_key, port_is_free, refuses, ssh
+from tests.devnet.helpers import FAST, create_vm, new_key, port_is_free, public, refuses, ssh
 from tests.support.threaded import DevnetThread
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,6 +147,28 @@ async def test_only_ubuntu_with_the_created_key_gets_in(devnet: DevnetThread, ke
     stranger, _ = new_key()
     with pytest.raises(asyncssh.PermissionDenied):
         await ssh(host, port, stranger)
+
+
+async def test_authorized_keys_is_read_at_each_login(devnet: DevnetThread, key: Any) -> None:
+    """As with sshd, the keys trusted are those in ~/.ssh/authorized_keys now."""
+    host, port = await _vm(devnet, key[0], "authkeys")
+    friend, _ = new_key()
+    with pytest.raises(asyncssh.PermissionDenied):
+        await ssh(host, port, friend)
+    async with await ssh(host, port, key[0]) as conn:
+        # Options and comments as a real file has them; a garbage line is skipped.
+        added = f"not a key\nrestrict {public(friend)} friend@laptop\n"
+        await conn.run(f"printf '%s' '{added}' >> .ssh/authorized_keys", check=True)
+    async with await ssh(host, port, friend) as conn:
+        # The friend removes the creation key: it no longer gets in, the friend does.
+        drop = f"grep -vF '{public(key[0])}' .ssh/authorized_keys > k; mv k .ssh/authorized_keys"
+        await conn.run(drop, check=True)
+    with pytest.raises(asyncssh.PermissionDenied):
+        await ssh(host, port, key[0])
+    async with await ssh(host, port, friend) as conn:
+        await conn.run("rm .ssh/authorized_keys", check=True)
+    with pytest.raises(asyncssh.PermissionDenied):
+        await ssh(host, port, friend)
 
 
 async def test_exec_status_streams_stdin_and_binary(devnet: DevnetThread, key: Any) -> None:

@@ -24,5 +24,26 @@ def db_rows(db_path: Path) -> dict[str, dict[str, Any]]:
     return {row["name"]: dict(row) for row in rows}
 
 
+def pg_rows(url: str) -> dict[str, dict[str, Any]]:
+    """Every VM in a PostgreSQL database (the URL golem takes), by name."""
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> list[Any]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return list(await connection.fetch("SELECT * FROM vms"))
+        finally:
+            await connection.close()
+
+    return {row["name"]: dict(row) for row in asyncio.run(read())}
+
+
+def state_rows(location: Path | str) -> dict[str, dict[str, Any]]:
+    """Every VM in golem's state, by name: a SQLite file, or a PostgreSQL URL."""
+    return pg_rows(location) if isinstance(location, str) else db_rows(location)
+
+
 def parse_json(output: str) -> Any:
     return json.loads(output)

@@ -262,19 +262,31 @@ def names_only(names: Iterable[str]) -> None:
         console_line(clean(name, 200))
 
 
+def owner_text(vm: VMView) -> str:
+    """``user@host`` of the VM's creator; "-" when golem did not record one."""
+    if vm.created_by_user is None:
+        return "-"
+    return f"{vm.created_by_user}@{vm.created_by_host or '?'}"
+
+
 def vm_list(
     console: Console,
     vms: Sequence[VMView],
     orphans: Sequence[OrphanView] = (),
     filtered: bool = False,
+    *,
+    owners: bool = False,
 ) -> None:
-    table = _plain_table("Name", "Status", "IP Address", "Resources", whole=("Name", "IP Address"))
+    """The VMs' table; ``owners`` (team mode) adds whose each one is."""
+    columns = ["Name", "Status", "IP Address", "Resources"] + (["Owner"] if owners else [])
+    table = _plain_table(*columns, whole=("Name", "IP Address"))
     for vm in vms:
         table.add_row(
             safe(vm.name, 200),
             status_text(vm.status),
             safe(vm.ssh_host or vm.provider_ip, 200),
             Text(resources_text(vm.cpu, vm.memory)),
+            *([safe(owner_text(vm), 330)] if owners else []),
         )
     for orphan in orphans:
         # No local name: the provider and its name for the VM are how to find it.
@@ -283,6 +295,7 @@ def vm_list(
             Text("● orphan", style="bold red"),
             safe(orphan.provider_ip, 64),
             Text(resources_text(orphan.cpu or 0, orphan.memory or 0)),
+            *([Text("-")] if owners else []),
         )
     _framed(console, f"📋 Your VMs ({len(vms)} total)", table)
     if not vms and not orphans and filtered:
@@ -316,7 +329,7 @@ def vm_listing(
         names_only(vm.name for vm in listing.vms)
         return
     legacy_rejected(err_console, listing)
-    vm_list(console, listing.vms, listing.orphans, filtered=filtered)
+    vm_list(console, listing.vms, listing.orphans, filtered=filtered, owners=listing.shared)
     orphans_note(err_console, listing)
 
 
@@ -395,6 +408,14 @@ def vm_json(vm: VMView) -> dict[str, Any]:
         "last_error": vm.last_error,
         "created_at": _iso(vm.created_at),
         "updated_at": _iso(vm.updated_at),
+        "owner": (
+            None
+            if vm.created_by_user is None
+            else {"user": vm.created_by_user, "host": vm.created_by_host}
+        ),
+        "last_actor": vm.last_actor,
+        "last_action": vm.last_action,
+        "last_action_at": _iso(vm.last_action_at),
     }
 
 
@@ -408,7 +429,10 @@ def vm_list_json(vms: Sequence[VMView], refresh: BulkReport | None) -> list[dict
         listed.append(
             {
                 **vm_json(vm),
-                "refreshed": outcome is not None and outcome.ok,
+                # A VM another golem was acting on was not asked about.
+                "refreshed": outcome is not None
+                and outcome.ok
+                and outcome.result.value != "handled_elsewhere",
                 "refresh_error": None if outcome is None or outcome.ok else outcome.error,
             }
         )
@@ -738,6 +762,12 @@ def report(console: Console, report: ReportOfVMs, as_json: bool) -> None:
 
 
 def single_outcome(console: Console, outcome: Outcome, action: str) -> None:
+    if outcome.result.value == "handled_elsewhere":
+        what = clean(outcome.note or "by another golem", 200)
+        console.print(
+            Text(f"✓ {clean(outcome.name, 64)}: handled elsewhere ({what})", style="green")
+        )
+        return
     mark = "✓" if outcome.ok else "✗"
     already = " (already)" if outcome.result.value == "already" else ""
     note = f": {outcome.note}" if outcome.note else ""
@@ -753,12 +783,18 @@ def bulk(console: Console, report: ReportOfVMs) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in ("Name", "Provider", "Result", "Status", "Error"):
         table.add_column(column, overflow="fold")
-    style = {"done": "green", "already": "green", "failed": "red", "cancelled": "yellow"}
+    style = {
+        "done": "green",
+        "already": "green",
+        "handled_elsewhere": "cyan",
+        "failed": "red",
+        "cancelled": "yellow",
+    }
     for outcome in sorted(report.outcomes, key=lambda o: (o.ok, o.name)):
         table.add_row(
             safe(outcome.name, 64),
             safe(outcome.provider, 40),
-            Text(outcome.result.value, style=style[outcome.result.value]),
+            Text(outcome.result.value.replace("_", " "), style=style[outcome.result.value]),
             Text(outcome.status.value if outcome.status else "removed"),
             safe(outcome.error or outcome.note or "", 200),
         )
@@ -768,7 +804,10 @@ def bulk(console: Console, report: ReportOfVMs) -> None:
 
 def summary_line(report: ReportOfVMs) -> Text:
     verb = _PAST[report.action.value].lower()
-    text = Text(f"{report.action.value}: {report.succeeded} {verb}", style="bold")
+    elsewhere = sum(1 for o in report.outcomes if o.result.value == "handled_elsewhere")
+    text = Text(f"{report.action.value}: {report.succeeded - elsewhere} {verb}", style="bold")
+    if elsewhere:
+        text.append(f", {elsewhere} handled elsewhere", style="bold cyan")
     if report.failed:
         text.append(f", {report.failed} failed", style="bold red")
     text.append(f" of {len(report.outcomes)} in {report.seconds:.2f} s")
@@ -787,6 +826,7 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
         "error": outcome.error,
         "provider_vm_name": outcome.provider_vm_name,
         "note": outcome.note,
+        "handled_by": outcome.handled_by,
     }
 
 
@@ -1016,6 +1056,8 @@ def vm_info(console: Console, vm: VMView, can_start: bool | None = None) -> None
         ),
         ("Created", Text(when(vm.created_at))),
         ("Updated", Text(when(vm.updated_at))),
+        ("Owner", safe(owner_text(vm) if vm.created_by_user else "not recorded", 330)),
+        ("Last action", safe(last_action_text(vm), 400)),
         ("Last error", safe(vm.last_error or "none", 1000)),
         (
             "Restart",
@@ -1032,6 +1074,37 @@ def vm_info(console: Console, vm: VMView, can_start: bool | None = None) -> None
     for label, value in rows:
         table.add_row(label, value)
     _framed(console, f"VM {clean(vm.name, 64)}", table)
+
+
+def last_action_text(vm: VMView, now: datetime | None = None) -> str:
+    """'stop by bob@ci 3 min ago'; 'not recorded' when golem kept none."""
+    if vm.last_action is None:
+        return "not recorded"
+    text = vm.last_action
+    if vm.last_actor is not None:
+        text += f" by {vm.last_actor}"
+    if vm.last_action_at is not None:
+        text += " " + ago(vm.last_action_at, now)
+    return text
+
+
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    """How long ago, roughly: "just now", "42 s ago", "3 min ago", "5 h ago", "2 days ago"."""
+    from datetime import UTC
+    from datetime import datetime as clock
+
+    if now is None:
+        now = clock.now(UTC)
+    if moment.tzinfo is None:  # the database's naive times are UTC
+        moment = moment.replace(tzinfo=UTC)
+    seconds = int((now - moment).total_seconds())
+    if seconds < 1:
+        return "just now"
+    for unit, size in (("day", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''} ago"
+    return f"{seconds} s ago"
 
 
 def refresh_failed(err_console: Console, outcome: Outcome) -> None:

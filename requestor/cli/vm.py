@@ -347,6 +347,11 @@ def _create_many(app: AppContext, requests: list[CreateRequest], as_json: bool) 
     type=click.Choice([s.value for s in VMStatus]),
     help="Only VMs with this status (after --refresh, when given).",
 )
+@click.option(
+    "--mine",
+    is_flag=True,
+    help="Only VMs you created (GOLEM_REQUESTOR_USER); useful in a shared database.",
+)
 @click.option("--refresh", is_flag=True, help="Ask each provider for the current status.")
 @click.option(
     "--timeout",
@@ -368,6 +373,7 @@ def list_command(
     patterns: tuple[str, ...],
     provider_id: str | None,
     status: str | None,
+    mine: bool,
     refresh: bool,
     timeout: float | None,
     scan_advertised: bool,
@@ -387,12 +393,13 @@ def list_command(
     """
     if scan_advertised and not refresh:
         raise click.UsageError("--scan-advertised needs --refresh")
-    from requestor.services.views import VMFilter
+    from requestor.services.views import Mine, VMFilter
 
     chosen = VMFilter(
         patterns=patterns,
         provider_id=provider_id,
         status=None if status is None else VMStatus(status),
+        mine=Mine.of(app.settings) if mine else None,
     )
     report = None
     if refresh:
@@ -454,7 +461,7 @@ def info(app: AppContext, name: str, refresh: bool, timeout: float | None, as_js
     from requestor.cli import render
     from requestor.services.local import provider_can_start
 
-    can_start = provider_can_start(app.settings, view)
+    can_start = provider_can_start(app.settings, view, app.run)
     if as_json:
         render.print_json(render.vm_info_json(view, can_start))
         return

@@ -16,6 +16,10 @@ insert), and under PostgreSQL's default READ COMMITTED two such writes at once
 would lose one update. The writes are short and never span a network call, so
 the cost is small; reads take no lock. A write that records what a provider
 already did waits only ``RECORD_BUSY_TIMEOUT_MS`` for it (``lock_timeout``).
+
+Claims (``Database.claim``) make several machines act on each VM once: on
+PostgreSQL a VM is claimed with a session-level advisory lock, on SQLite (one
+machine, whose write lock already serialises the records) every claim succeeds.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -57,6 +62,10 @@ CONNECT_TIMEOUT_S = 10.0
 # each VM's result on its own short transaction, many at once.
 POSTGRESQL_POOL_SIZE = 10
 POSTGRESQL_POOL_OVERFLOW = 20
+# The first key of every claim's advisory lock (pg_try_advisory_lock(int, int)),
+# the VM's id the second: other applications' locks on the database, and golem's
+# own one-key migration lock, live in other key spaces. "golm" in ASCII.
+CLAIM_NAMESPACE = 0x676F6C6D
 
 
 def _prepare_directory(db_path: Path) -> None:
@@ -186,6 +195,7 @@ class Database:
         self._write_turn: contextlib.AbstractAsyncContextManager[object] = (
             contextlib.nullcontext() if self.shared else asyncio.Lock()
         )
+        self._claims = _Claims(self.engine, self.label) if self.shared else None
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Database:
@@ -203,7 +213,47 @@ class Database:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        if self._claims is not None:
+            await self._claims.close()
         await self.engine.dispose()
+
+    async def take_claim(self, vm_id: int) -> bool:
+        """Claim a VM before acting on it: False when another golem process (maybe
+        on another machine) holds it now; never waits for it. Hold the claim
+        across the provider's call AND the write that records its answer, then
+        ``release_claim``. On SQLite every claim succeeds: one machine, whose
+        processes already take turns to record."""
+        return True if self._claims is None else await self._claims.take(vm_id)
+
+    async def release_claim(self, vm_id: int) -> None:
+        """Give up a claim ``take_claim`` returned True for; finishes even when
+        the caller is cancelled meanwhile."""
+        if self._claims is not None:
+            await self._claims.release(vm_id)
+
+    @asynccontextmanager
+    async def claim(self, vm_id: int, *, wait: float = 0.0) -> AsyncIterator[bool]:
+        """``async with db.claim(vm.id) as claimed:`` act on the VM only if
+        ``claimed`` (``take_claim``), released on exit.
+
+        ``wait``: seconds to keep trying while another golem holds the claim, for
+        work that must not be skipped as "handled elsewhere" (an edit of the VM's
+        authorized keys is not the same edit as another's); polled with backoff,
+        since an advisory lock that blocks would hold up the one claim connection.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        pause = 0.02
+        claimed = await self.take_claim(vm_id)
+        while not claimed and loop.time() < deadline:
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            pause = min(pause * 2, 0.5)
+            claimed = await self.take_claim(vm_id)
+        try:
+            yield claimed
+        finally:
+            if claimed:
+                await self.release_claim(vm_id)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -227,3 +277,72 @@ class Database:
             with translate_errors(self.label, shared=self.shared):
                 async with session.begin():
                     yield session
+
+
+class _Claims:
+    """A process's claims on VMs in a shared database: advisory locks, all on ONE
+    dedicated connection (so 200 VMs in flight take one of PostgreSQL's
+    connections, not 200), its queries one at a time (a connection runs one).
+
+    Session-level locks outlive transactions, so the connection runs in
+    autocommit: it is never left idle in a transaction. A process that dies
+    frees its claims with its connection.
+    """
+
+    def __init__(self, engine: AsyncEngine, label: str) -> None:
+        self._engine = engine
+        self._label = label
+        self._connection: AsyncConnection | None = None
+        self._turn = asyncio.Lock()
+        # Releases of claims whose taker was cancelled while the query ran.
+        self._orphaned: set[asyncio.Task[None]] = set()
+
+    async def _ask(self, function: str, vm_id: int) -> bool:
+        async with self._turn:
+            with translate_errors(self._label, shared=True):
+                if self._connection is None:
+                    connection = await self._engine.connect()
+                    self._connection = await connection.execution_options(
+                        isolation_level="AUTOCOMMIT"
+                    )
+                answer = await self._connection.scalar(
+                    text(f"SELECT {function}(:namespace, :vm_id)"),
+                    {"namespace": CLAIM_NAMESPACE, "vm_id": vm_id},
+                )
+                return bool(answer)
+
+    async def take(self, vm_id: int) -> bool:
+        """Claim ``vm_id`` if no other session holds it; never waits for one that does."""
+        asking = asyncio.ensure_future(self._ask("pg_try_advisory_lock", vm_id))
+        try:
+            # Shielded: a query cut off halfway would leave the shared
+            # connection unusable for every other VM's claim.
+            return await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            asking.add_done_callback(lambda done: self._release_if_taken(done, vm_id))
+            raise
+
+    def _release_if_taken(self, asking: asyncio.Future[bool], vm_id: int) -> None:
+        if asking.cancelled() or asking.exception() is not None or not asking.result():
+            return
+        release = asyncio.ensure_future(self.release(vm_id))
+        self._orphaned.add(release)
+        release.add_done_callback(self._orphaned.discard)
+
+    async def release(self, vm_id: int) -> None:
+        """Give the claim up. A failure is not an error: a lost connection has
+        freed every claim it held."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._ask("pg_advisory_unlock", vm_id))
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._orphaned, return_exceptions=True)
+        if self._connection is None:
+            return
+        connection, self._connection = self._connection, None
+        with contextlib.suppress(Exception):
+            async with self._turn:
+                # Back in the pool it would keep any claim still held.
+                await connection.execute(text("SELECT pg_advisory_unlock_all()"))
+        with contextlib.suppress(Exception):
+            await connection.close()

@@ -54,6 +54,10 @@ class VMChanges(TypedDict, total=False):
     ssh_port: int | None
     host_key: str | None
     last_error: str | None
+    # Who acted on it last (Settings.actor), what it did (Action's value), when.
+    last_actor: str | None
+    last_action: str | None
+    last_action_at: datetime | None
 
 
 class Authorship(TypedDict):

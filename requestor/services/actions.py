@@ -4,6 +4,13 @@ destroy or refresh them concurrently, with a bound overall and per provider.
 Each VM's result is reported and recorded as it arrives (one short transaction
 each), so an interruption loses nothing that finished and the report matches
 the database.
+
+In a shared database (team mode) several machines may act on the same VMs at
+once: each VM is claimed (``Database.take_claim``) for its provider call and
+its record, and its row read again first, so that each VM is acted on once; the
+other machines report it as handled elsewhere. A refresh claims nothing (it
+must never make an action skip a VM); its record is written only if nobody
+recorded anything newer meanwhile.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ import fnmatch
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from requestor.db import repository
-from requestor.db.models import VM
+from requestor.db.models import VM, utcnow
 from requestor.errors import (
     DatabaseLockedError,
     GolemError,
@@ -148,6 +156,9 @@ class Action(enum.StrEnum):
 class Result(enum.StrEnum):
     DONE = "done"
     ALREADY = "already"  # it was in the wanted state: counts as success
+    # Another golem sharing the database acted on it (or is acting on it now),
+    # so this one did not: counts as success, the user's wish holds.
+    HANDLED_ELSEWHERE = "handled_elsewhere"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -162,10 +173,12 @@ class Outcome:
     hint: str | None = None
     provider_vm_name: str | None = None  # how the provider knows it
     note: str | None = None  # what the user must know although it worked
+    # HANDLED_ELSEWHERE: the golem (user@host) that did it, when known.
+    handled_by: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.result in (Result.DONE, Result.ALREADY)
+        return self.result in (Result.DONE, Result.ALREADY, Result.HANDLED_ELSEWHERE)
 
 
 @dataclass
@@ -196,6 +209,9 @@ class _Change:
     moved_to: Advertisement | None = None  # the provider answers at a new address
     record: bool = True  # False: nothing to write (a refused forget changes nothing)
     cannot_start: bool = False  # the provider has no start route (remembered per provider)
+    # Written only if the row's updated_at is still this: a refresh's answer may be
+    # older than what another golem recorded meanwhile (a stop it just did).
+    unless_changed: datetime | None = None
 
     @property
     def changes_access(self) -> bool:
@@ -418,11 +434,19 @@ async def first_host_key(host: str, port: int) -> str | None:
         return None
 
 
-async def _record(services: Services, vm_id: int, provider_ip: str, change: _Change) -> None:
-    """Write one VM's result; raises DatabaseLockedError after a short wait."""
+async def _record(
+    services: Services, vm_id: int, provider_ip: str, change: _Change, acted: Action | None
+) -> None:
+    """Write one VM's result; raises DatabaseLockedError after a short wait.
+    ``acted``: the action that succeeded on it (who did what); None when it
+    failed or only observed (refresh)."""
     if not change.record:
         return
     values: repository.VMChanges = {"last_error": change.error}
+    if acted is not None:
+        values["last_actor"] = services.settings.actor
+        values["last_action"] = acted.value
+        values["last_action_at"] = utcnow()
     if change.status is not None:
         values["status"] = change.status
     if change.ssh_port is not None:
@@ -431,6 +455,10 @@ async def _record(services: Services, vm_id: int, provider_ip: str, change: _Cha
     if change.moved_to is not None:
         values["provider_ip"] = change.moved_to.ip_address
     async with services.db.write(after_remote=True) as session:
+        if change.unless_changed is not None:
+            stored = await repository.get_vm_by_id(session, vm_id)
+            if stored is None or stored.updated_at != change.unless_changed:
+                return  # what was recorded meanwhile is newer than this answer
         if change.delete:
             await repository.delete_vm(session, vm_id)
             return
@@ -444,6 +472,59 @@ async def _record(services: Services, vm_id: int, provider_ip: str, change: _Cha
         if change.cannot_start:
             await repository.note_cannot_start(session, provider_ip)
         await repository.update_vm(session, vm_id, **values)
+
+
+def _elsewhere(vm: VM, status: VMStatus | None, note: str, by: str | None = None) -> Outcome:
+    return Outcome(
+        vm.name,
+        vm.provider_id or vm.provider_ip,
+        Result.HANDLED_ELSEWHERE,
+        status,
+        provider_vm_name=vm.provider_vm_name,
+        note=note,
+        handled_by=by,
+    )
+
+
+async def _settled_elsewhere(
+    services: Services, action: Action, selected: VM
+) -> tuple[VM, Outcome | None]:
+    """The VM as it is now, and the outcome when there is nothing left to do.
+
+    In a shared database the row is read again once claimed (a refresh, which
+    does not claim, reads it right before asking): the selection's copy may be
+    stale, because another machine acted on the VM in between. If it
+    removed the VM, or did this very action (its status is the wanted one),
+    the provider is not asked again. A VM that this golem itself had already
+    brought there before this command is ``already``; anyone else's doing is
+    handled elsewhere. On SQLite (one machine) the selection's copy is used.
+    """
+    if not services.db.shared:
+        return selected, None
+    async with services.db.read() as session:
+        current = await repository.get_vm_by_id(session, selected.id)
+    if current is None:
+        return selected, _elsewhere(selected, None, "removed by another golem meanwhile")
+    wanted = _WANTED.get(action)
+    if wanted is None or current.last_action != action.value or current.status not in wanted:
+        return current, None
+    status = VMStatus(current.status)
+    mine_before = (
+        current.last_actor == services.settings.actor
+        and current.last_action_at == selected.last_action_at
+    )
+    if mine_before:
+        return current, Outcome(
+            current.name,
+            current.provider_id or current.provider_ip,
+            Result.ALREADY,
+            status,
+            provider_vm_name=current.provider_vm_name,
+        )
+    actor = current.last_actor or "another golem"
+    return current, _elsewhere(
+        current, status, f"{_DONE_REMOTELY[action]} by {actor}", current.last_actor
+    )
 
 
 async def run_action(
@@ -479,17 +560,35 @@ async def run_action(
     # Writes are one at a time anyway (one writer per process); taking turns here
     # lets each see whether an earlier one already waited for the lock in vain.
     recording = asyncio.Lock()
+    # Refresh observes: it neither claims VMs (a stop must never skip a VM
+    # because a refresh was looking at it) nor changes who acted last. In a
+    # shared database its write is conditional instead (_Change.unless_changed).
+    acts = action is not Action.REFRESH
+
+    async def release(vm: VM) -> None:
+        if acts:
+            await services.db.release_claim(vm.id)
 
     async def record(vm: VM, outcome: Outcome, change: _Change) -> None:
         nonlocal locked
-        async with recording:
-            if not locked:  # once the lock was not had in time, the others do not wait
-                try:
-                    await _record(services, vm.id, vm.provider_ip, change)
-                    return
-                except DatabaseLockedError:
-                    locked = True
-            unrecorded.append(outcome)
+        try:
+            async with recording:
+                if not locked:  # once the lock was not had in time, the others do not wait
+                    try:
+                        acted = action if acts and outcome.ok else None
+                        await _record(services, vm.id, vm.provider_ip, change, acted)
+                        return
+                    except DatabaseLockedError:
+                        locked = True
+                unrecorded.append(outcome)
+        finally:
+            # Only once the answer is recorded: another machine that claims the
+            # VM next reads what this one did.
+            await release(vm)
+
+    def finish(outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        on_outcome(outcome)
 
     async def one(vm: VM) -> None:
         nonlocal access_changed
@@ -497,15 +596,29 @@ async def run_action(
             vm.provider_ip, asyncio.Semaphore(PER_PROVIDER_CONNECTIONS)
         )
         async with bound, provider_turn:
-            outcome, change = await _perform(services, action, vm, relocator)
-        write = asyncio.ensure_future(record(vm, outcome, change))
+            if acts and not await services.db.take_claim(vm.id):
+                finish(_elsewhere(vm, vm.status, "in progress in another golem process"))
+                return
+            try:
+                current, settled = await _settled_elsewhere(services, action, vm)
+                if settled is not None:
+                    finish(settled)
+                    await release(vm)
+                    return
+                outcome, change = await _perform(services, action, current, relocator)
+                if not acts and services.db.shared:
+                    change = dataclasses.replace(change, unless_changed=current.updated_at)
+            except BaseException:
+                await release(vm)
+                raise
+        # The write releases the claim when it is done.
+        write = asyncio.ensure_future(record(current, outcome, change))
         writes.add(write)
         if change.changes_access:
             access_changed = True
         # Reported as soon as the provider answered; the write below finishes
         # even on Ctrl-C (shielded), so the report and the database agree.
-        report.outcomes.append(outcome)
-        on_outcome(outcome)
+        finish(outcome)
         await asyncio.shield(write)
 
     tasks = [asyncio.create_task(one(vm)) for vm in vms]
@@ -611,7 +724,9 @@ async def list_vms(
     async with services.db.read() as session:
         views = chosen.apply([vm_view(vm) for vm in await repository.list_vms(session)])
         rejected = await repository.count_rejected_legacy(session)
-    listing = VMListing(views, rejected, services.settings.database_label)
+    listing = VMListing(
+        views, rejected, services.settings.database_label, shared=services.db.shared
+    )
     if scan is not None:
         listing = dataclasses.replace(listing, orphans=scan.orphans, orphan_scan_failed=scan.failed)
     return listing, report

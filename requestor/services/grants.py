@@ -33,6 +33,9 @@ from requestor.text import clean
 
 # A .pub file is one line; a bigger file is not one.
 MAX_KEY_FILE = 64 * 1024
+# How long a grant or revoke waits for another golem acting on the same VM (its
+# own edit, a stop, a destroy) before it gives up on that VM.
+EDIT_CLAIM_WAIT_S = 30.0
 
 
 class GrantAction(enum.StrEnum):
@@ -254,7 +257,16 @@ async def _change_one(
                         actor=actor,
                     )
     try:
-        changed = await _edit_on_vm(services, ring, vm, action, todo)
+        # Two golems editing one VM's authorized_keys at once would each write
+        # back its own version, and one key would be lost while still recorded.
+        async with db.claim(vm.id, wait=EDIT_CLAIM_WAIT_S) as claimed:
+            if not claimed:
+                raise GolemError(
+                    f"Another golem kept {vm.name} busy for {EDIT_CLAIM_WAIT_S:g} s:"
+                    " its keys were not changed",
+                    hint="Run the same command again once the other command has finished.",
+                )
+            changed = await _edit_on_vm(services, ring, vm, action, todo)
     except BaseException:
         if action is GrantAction.GRANT and new:
             # The VM did not take the key (or may not have): the record goes too.

@@ -3,6 +3,7 @@ is loaded on these paths, and at head not even SQLAlchemy or asyncio."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -29,7 +30,7 @@ def local_vms(settings: Settings, run: Runner, chosen: VMFilter | None = None) -
         vms = [VMView(**row) for row in snapshot.vms]
         return VMListing(_kept(vms, chosen), snapshot.rejected_legacy, settings.database_label)
     listing = run(_orm_listing(settings))
-    return VMListing(_kept(listing.vms, chosen), listing.rejected_legacy, listing.db_path)
+    return dataclasses.replace(listing, vms=_kept(listing.vms, chosen))
 
 
 async def _orm_listing(settings: Settings) -> VMListing:
@@ -39,7 +40,7 @@ async def _orm_listing(settings: Settings) -> VMListing:
     async with Database.for_settings(settings) as db, db.read() as session:
         vms = [vm_view(vm) for vm in await repository.list_vms(session)]
         rejected = await repository.count_rejected_legacy(session)
-    return VMListing(vms, rejected, settings.database_label)
+    return VMListing(vms, rejected, settings.database_label, shared=settings.shared_database)
 
 
 def _kept(vms: list[VMView], chosen: VMFilter | None) -> list[VMView]:
@@ -69,11 +70,23 @@ async def _orm_vm(settings: Settings, name: str) -> VMView:
         return vm_view(await repository.get_vm(session, name))
 
 
-def provider_can_start(settings: Settings, vm: VMView) -> bool | None:
+def provider_can_start(
+    settings: Settings, vm: VMView, run: Callable[[Coroutine[Any, Any, bool | None]], bool | None]
+) -> bool | None:
     """Whether ``vm``'s provider can start it again once stopped, as last detected
-    (current-generation providers cannot); None when golem has not learned it."""
+    (current-generation providers cannot); None when golem has not learned it.
+    A shared database is read through the ORM, on ``run``'s event loop."""
+    if settings.shared_database:
+        return run(_orm_can_start(settings, vm.provider_ip))
     from requestor.db import lean
 
-    if settings.shared_database:
-        return None  # only the ORM reaches PostgreSQL; not worth a connection here
     return lean.can_start(settings.db_path, vm.provider_ip)
+
+
+async def _orm_can_start(settings: Settings, ip_address: str) -> bool | None:
+    from requestor.db import repository
+    from requestor.db.engine import Database
+
+    async with Database.for_settings(settings) as db, db.read() as session:
+        capabilities = await repository.find_capabilities(session, ip_address)
+    return None if capabilities is None else capabilities.can_start

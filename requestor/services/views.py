@@ -17,8 +17,18 @@ from requestor.status import VMStatus
 
 if TYPE_CHECKING:
     from requestor.db.models import VM, VMGrant
+    from requestor.settings import Settings
 
-__all__ = ["GrantView", "VMListing", "VMStatus", "VMView", "grant_view", "vm_view"]
+__all__ = [
+    "GrantView",
+    "Mine",
+    "VMFilter",
+    "VMListing",
+    "VMStatus",
+    "VMView",
+    "grant_view",
+    "vm_view",
+]
 
 
 @dataclass(frozen=True)
@@ -122,29 +132,59 @@ class VMListing:
     vms: list[VMView]
     rejected_legacy: int = 0
     db_path: str = ""
+    # Team mode: the VMs are the team's, so the table says whose each one is.
+    shared: bool = False
     # With --refresh: VMs of this installation that providers hold and no record names.
     orphans: list[OrphanView] = field(default_factory=list)
     orphan_scan_failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
+class Mine:
+    """``--mine``: the VMs ``user`` created. In a local database (the user's own
+    file) VMs recorded before golem kept owners are theirs too; in a shared one
+    they are nobody's."""
+
+    user: str
+    unowned_included: bool
+
+    @classmethod
+    def of(cls, settings: Settings) -> Mine:
+        return cls(settings.user, unowned_included=not settings.shared_database)
+
+    def owns(self, vm: VMView) -> bool:
+        if vm.created_by_user is None:
+            return self.unowned_included
+        return vm.created_by_user == self.user
+
+
+@dataclass(frozen=True)
 class VMFilter:
-    """``golem vm list [PATTERN...] [--provider ID] [--status S]``: a VM is kept
-    when it matches every filter given (any one pattern, exact name or shell glob)."""
+    """``golem vm list [PATTERN...] [--provider ID] [--status S] [--mine]``: a VM is
+    kept when it matches every filter given (any one pattern, exact name or shell
+    glob)."""
 
     patterns: tuple[str, ...] = ()
     provider_id: str | None = None
     status: VMStatus | None = None
+    mine: Mine | None = None
 
     @property
     def everything(self) -> bool:
-        return not self.patterns and self.provider_id is None and self.status is None
+        return (
+            not self.patterns
+            and self.provider_id is None
+            and self.status is None
+            and self.mine is None
+        )
 
     def place(self, vm: VMView) -> bool:
-        """Name and provider alone: which VMs a refresh should ask about."""
+        """Name, provider and owner: which VMs a refresh should ask about."""
         import fnmatch
 
         if self.patterns and not any(fnmatch.fnmatchcase(vm.name, p) for p in self.patterns):
+            return False
+        if self.mine is not None and not self.mine.owns(vm):
             return False
         return self.provider_id is None or vm.provider_id == self.provider_id
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from requestor.errors import AccessNotGrantedError, GolemError, VMGoneError
 from requestor.services.access import Access, target_of
-from requestor.services.actions import Action, run_action, select_vms
+from requestor.services.actions import Action, Result, run_action, select_vms
 from requestor.services.keyring import Keyring, load_keyring
 from requestor.services.runtime import DEFAULT_CONCURRENCY, PER_PROVIDER_CONNECTIONS, Services
 from requestor.services.views import VMView, vm_view
@@ -103,6 +103,10 @@ async def wait_for(
                     continue
                 if outcome.status is VMStatus.GONE:
                     report.missing[vm.name] = "its provider no longer knows it"
+                    continue
+                if outcome.result is Result.HANDLED_ELSEWHERE and outcome.status is None:
+                    # Destroyed or forgotten by another golem sharing the database.
+                    report.missing[vm.name] = outcome.note or "removed meanwhile"
                     continue
                 status = outcome.status.value if outcome.status else "unknown"
                 report.missing[vm.name] = outcome.error or f"still {status}"

@@ -1,7 +1,9 @@
 """Bulk operations on a fleet: 200 VMs on 20 devnet providers.
 
-One fleet serves the whole module (creating 200 VMs is the expensive part); each
-test states the fleet's state it starts from and brings it there itself.
+One fleet serves the whole module per backend (creating 200 VMs is the expensive
+part); each test states the fleet's state it starts from and brings it there
+itself. The tests that exercise the database run on both backends (the local
+SQLite file, a shared PostgreSQL database); the others on SQLite only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,18 +25,20 @@ from golem_devnet.network import Devnet
 from golem_devnet.provider import RequestRecord
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, NETGUARD_DIR, REPO
-from tests.helpers import db_rows
+from tests.helpers import state_rows
 from tests.support.fleet import create_fleet
+from tests.support.postgres import PostgresServer
 from tests.support.threaded import DevnetThread
 
 PROVIDERS, VMS = 20, 200
+SQLITE_ONLY = pytest.mark.parametrize("fleet", ["sqlite"], indirect=True)
 
 
 @dataclass
 class Fleet:
     devnet: DevnetThread
     env: dict[str, str]
-    db_path: Path
+    database: Path | str  # the SQLite file, or the PostgreSQL URL
     names: list[str]
 
     def golem(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -52,10 +57,13 @@ class Fleet:
 
     def local(self) -> dict[str, str]:
         """Each VM's status in our database, by provider-side name."""
-        return {row["provider_vm_name"]: row["status"] for row in db_rows(self.db_path).values()}
+        return {row["provider_vm_name"]: row["status"] for row in self.rows().values()}
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        return state_rows(self.database)
 
     def provider_of(self, name: str) -> str:
-        return str(db_rows(self.db_path)[name]["provider_id"])
+        return str(self.rows()[name]["provider_id"])
 
     def reset(self, status: str = "running") -> None:
         self.devnet.clear_faults()
@@ -64,17 +72,28 @@ class Fleet:
         assert set(self.local().values()) == {status}
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("fleet")
     home = tmp / "home"
     home.mkdir()
+    database: Path | str = home / ".golem" / "vms.db"
+    shared: dict[str, str] = {}
+    server: PostgresServer | None = None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        name = server.create_database()
+        database = server.url(name)
+        shared["GOLEM_REQUESTOR_DATABASE_URL"] = database
     devnet = DevnetThread(tmp / "devnet", PROVIDERS, capacity_scale=4).start()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("GOLEM_REQUESTOR_")},
         "HOME": str(home),
         "GOLEM_REQUESTOR_BASE_DIR": str(home / ".golem"),
         "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url,
+        **shared,
         "NO_COLOR": "1",
         "COLUMNS": "200",
         "TERM": "dumb",
@@ -86,11 +105,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             patch.setenv("HOME", str(home))  # the SSH key must not come from the real ~/.ssh
             ids = [p.provider_id for p in devnet.providers]
             names = asyncio.run(create_fleet(load_settings(env), ids, VMS))
-        yield Fleet(devnet, env, home / ".golem" / "vms.db", names)
+        yield Fleet(devnet, env, database, names)
     finally:
         devnet.stop()
+        if server is not None:
+            server.drop_database(name)
 
 
+@SQLITE_ONLY  # the failure paths record alike on both; ~20 s saved on PostgreSQL
 def test_stop_all_with_faulty_providers(fleet: Fleet) -> None:
     fleet.reset("running")
     offline, hanging, failing = (p.provider_id for p in fleet.devnet.providers[:3])
@@ -122,12 +144,13 @@ def test_stop_all_with_faulty_providers(fleet: Fleet) -> None:
     assert set(fleet.local().values()) == {"stopped"} == set(fleet.truth().values())
 
 
+@SQLITE_ONLY
 def test_selection_by_glob_names_and_provider(fleet: Fleet) -> None:
     fleet.reset("stopped")
     result = fleet.golem("vm", "start", "vm-00*", "vm-150")
     assert result.returncode == 0, result.stderr
     assert "11 started" in result.stdout
-    started = {n for n, row in db_rows(fleet.db_path).items() if row["status"] == "running"}
+    started = {n for n, row in fleet.rows().items() if row["status"] == "running"}
     assert started == {f"vm-00{i}" for i in range(10)} | {"vm-150"}
 
     provider = fleet.devnet.providers[7].provider_id
@@ -235,7 +258,7 @@ def test_ctrl_c_halfway_leaves_a_consistent_database(fleet: Fleet) -> None:
         line.split()[0]: line.split()[2] for line in out.splitlines() if line.startswith("vm-")
     }
     assert len(printed) == VMS
-    by_local_name = {name: row["provider_vm_name"] for name, row in db_rows(fleet.db_path).items()}
+    by_local_name = {name: row["provider_vm_name"] for name, row in fleet.rows().items()}
     assert {by_local_name[n] for n, r in printed.items() if r == "done"} == stopped_locally
     # Nothing half-written: a VM recorded as stopped is stopped at its provider.
     assert all(truth[n] == "stopped" for n in stopped_locally)

@@ -1,4 +1,5 @@
-"""The live progress of a bulk action, as a user at a terminal sees it."""
+"""The live progress of a bulk action, as a user at a terminal sees it (the
+stop and the destroy on both backends: they take db_backend)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import pexpect
 
 from requestor.settings import load_settings
 from tests.conftest import GOLEM, GolemEnv
-from tests.helpers import db_rows
+from tests.helpers import db_rows, state_rows
+from tests.plugins.postgres import DbBackend
 from tests.support.fleet import create_fleet
 from tests.support.threaded import DevnetThread
 
 
-def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: DevnetThread) -> None:
+def test_bulk_progress_is_drawn_on_a_terminal(
+    db_backend: DbBackend, golem_env: GolemEnv, devnet: DevnetThread
+) -> None:
     env = {
         **golem_env.env,
         "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url,
@@ -44,11 +48,12 @@ def test_bulk_progress_is_drawn_on_a_terminal(golem_env: GolemEnv, devnet: Devne
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert {row["status"] for row in db_rows(golem_env.db_path).values()} == {"stopped"}
+    rows = state_rows(db_backend.url or golem_env.db_path)
+    assert {row["status"] for row in rows.values()} == {"stopped"}
 
 
 def test_destroy_all_asks_at_a_terminal_with_the_count(
-    golem_env: GolemEnv, devnet: DevnetThread
+    db_backend: DbBackend, golem_env: GolemEnv, devnet: DevnetThread
 ) -> None:
     env = {**golem_env.env, "GOLEM_REQUESTOR_DISCOVERY_URL": devnet.discovery_url}
     asyncio.run(create_fleet(load_settings(env), [devnet.providers[0].provider_id], 3))
@@ -69,7 +74,7 @@ def test_destroy_all_asks_at_a_terminal_with_the_count(
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert len(db_rows(golem_env.db_path)) == 3
+    assert len(state_rows(db_backend.url or golem_env.db_path)) == 3
 
     child = pexpect.spawn(
         str(GOLEM),
@@ -85,7 +90,7 @@ def test_destroy_all_asks_at_a_terminal_with_the_count(
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
-    assert db_rows(golem_env.db_path) == {}
+    assert state_rows(db_backend.url or golem_env.db_path) == {}
     assert all(not s["vms"] for s in devnet.summaries())
 
 

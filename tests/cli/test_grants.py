@@ -336,3 +336,38 @@ def test_grant_with_a_key_line_and_bad_keys(team: Team, tmp_path: Path) -> None:
     assert _raw_login(vm, friend_path)
     [grant] = _state(team.alice, "box")[1]
     assert (grant.public_key, grant.user) == (" ".join(line.split()[:2]), None)
+
+
+@SHARED_ONLY
+def test_a_grant_waits_for_another_golem_acting_on_the_vm(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two edits of one VM's authorized_keys at once would lose one: a grant takes
+    the VM's claim (as stop and destroy do), waiting a bounded time for it."""
+    from requestor.db.engine import Database
+    from requestor.services import grants
+
+    vm = _create(team, "busy")
+    vm_id = _state(team.alice, "busy")[0].id
+    assert team.run(team.bob, "vm", "ssh", "busy", "--", "true").exit_code == 1  # makes his key
+    bob_key = ["--key", team.bob.public_line]
+    monkeypatch.setattr(grants, "EDIT_CLAIM_WAIT_S", 0.5)
+
+    async def grant_while_claimed() -> Result:
+        # Another golem (its own connection and claim) holds the VM meanwhile.
+        async with (
+            Database.for_settings(_settings(team.bob)) as other,
+            other.claim(vm_id) as claimed,
+        ):
+            assert claimed
+            return await asyncio.to_thread(team.run, team.alice, "vm", "grant", "busy", *bob_key)
+
+    blocked = asyncio.run(grant_while_claimed())
+    assert blocked.exit_code == 1, blocked.output
+    assert "Another golem kept busy busy for 0.5 s: its keys were not changed" in blocked.output
+    _row, grants_now = _state(team.alice, "busy")
+    assert grants_now == []
+    assert not _raw_login(vm, team.bob.key_path)
+
+    assert_ok(team.run(team.alice, "vm", "grant", "busy", *bob_key))  # free again
+    assert _raw_login(vm, team.bob.key_path)

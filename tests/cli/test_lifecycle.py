@@ -149,6 +149,7 @@ def test_whole_flow_with_json(golem_env: GolemEnv, devnet: DevnetThread) -> None
             "error": None,
             "provider_vm_name": created["provider_vm_name"],
             "note": None,
+            "handled_by": None,
         }
     ]
     result = run_golem(golem_env, "vm", "start", "db-1", "--json", extra_env=env)

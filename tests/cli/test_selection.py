@@ -1,5 +1,7 @@
 """One selection grammar for start, stop, destroy and forget: names, globs,
---all, --provider; and forget, which asks the provider before dropping a record."""
+--all, --provider; and forget, which asks the provider before dropping a record.
+
+The tests that change or drop records run on both backends (they take db_backend)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from requestor.services.create import CreateRequest, create_vm
 from requestor.services.runtime import open_services
 from requestor.settings import load_settings
 from tests.conftest import GolemEnv, assert_ok, run_golem
-from tests.helpers import db_rows
+from tests.helpers import state_rows
+from tests.plugins.postgres import DbBackend
 from tests.support.threaded import DevnetThread
 
 # name -> index of the provider that holds it
@@ -22,8 +25,13 @@ LAYOUT = {"web-1": 0, "web-2": 0, "db-1": 1, "bulk-2": 2}
 
 @pytest.fixture
 def fleet(
-    golem_env: GolemEnv, devnet: DevnetThread, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    golem_env: GolemEnv,
+    devnet: DevnetThread,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> DevnetThread:
+    if "db_backend" in request.fixturenames:
+        request.getfixturevalue("db_backend")  # the database is chosen before the VMs
     monkeypatch.setenv("GOLEM_REQUESTOR_DISCOVERY_URL", devnet.discovery_url)
     golem_env.env["GOLEM_REQUESTOR_DISCOVERY_URL"] = devnet.discovery_url
     ids = [p.provider_id for p in devnet.providers]
@@ -44,8 +52,13 @@ def _provider(devnet: DevnetThread, index: int) -> str:
     return devnet.providers[index].provider_id
 
 
+def db_rows(golem_env: GolemEnv) -> dict[str, dict[str, object]]:
+    """The VMs in the test's state: its SQLite file, or the db_backend's database."""
+    return state_rows(os.environ.get("GOLEM_REQUESTOR_DATABASE_URL") or golem_env.db_path)
+
+
 def _statuses(golem_env: GolemEnv) -> dict[str, str]:
-    return {name: row["status"] for name, row in db_rows(golem_env.db_path).items()}
+    return {name: str(row["status"]) for name, row in db_rows(golem_env).items()}
 
 
 def _all_requests(devnet: DevnetThread) -> list[str]:
@@ -131,7 +144,7 @@ def test_a_provider_with_no_vms_is_the_same_error(
 
 
 def test_provider_narrows_names_and_says_so(
-    golem_env: GolemEnv, fleet: DevnetThread, golem
+    db_backend: DbBackend, golem_env: GolemEnv, fleet: DevnetThread, golem
 ) -> None:  # type: ignore[no-untyped-def]
     p0 = _provider(fleet, 0)
     result = run_golem(golem_env, "vm", "stop", "web-*", "db-1", "--provider", p0)
@@ -167,24 +180,24 @@ def test_help_documents_the_grammar(golem) -> None:  # type: ignore[no-untyped-d
 def test_forget_refuses_a_vm_its_provider_still_holds(
     golem_env: GolemEnv, fleet: DevnetThread, golem
 ) -> None:  # type: ignore[no-untyped-def]
-    vm_name = db_rows(golem_env.db_path)["web-1"]["provider_vm_name"]
+    vm_name = db_rows(golem_env)["web-1"]["provider_vm_name"]
     asked_before = len(fleet.requests(0, vm=vm_name))
     result = golem("vm", "forget", "web-1")
     assert result.exit_code == 1, result.output
     assert f"Provider {_provider(fleet, 0)} still holds this VM (status running)" in result.output
     assert "golem vm destroy web-1" in result.output and "--force" in result.output
-    assert "web-1" in db_rows(golem_env.db_path)
+    assert "web-1" in db_rows(golem_env)
     assert len(fleet.requests(0, vm=vm_name)) > asked_before  # the provider was asked
 
 
 def test_forget_force_says_where_the_vm_still_is(
-    golem_env: GolemEnv, fleet: DevnetThread, golem
+    db_backend: DbBackend, golem_env: GolemEnv, fleet: DevnetThread, golem
 ) -> None:  # type: ignore[no-untyped-def]
-    row = db_rows(golem_env.db_path)["db-1"]
+    row = db_rows(golem_env)["db-1"]
     result = golem("vm", "forget", "db-1", "--force")
     assert_ok(result)
     assert row["provider_id"] in result.output and row["provider_vm_name"] in result.output
-    assert "db-1" not in db_rows(golem_env.db_path)
+    assert "db-1" not in db_rows(golem_env)
 
 
 def test_forget_of_a_glob_asks_with_the_count(
@@ -202,16 +215,16 @@ def test_forget_of_a_glob_asks_with_the_count(
     outcomes = json.loads(result.stdout)
     assert {o["result"] for o in outcomes} == {"failed"}
     assert all("still holds" in o["error"] for o in outcomes)
-    assert set(db_rows(golem_env.db_path)) == set(LAYOUT)
+    assert set(db_rows(golem_env)) == set(LAYOUT)
 
 
 def test_forget_of_a_vm_the_provider_no_longer_holds(
-    golem_env: GolemEnv, fleet: DevnetThread, golem
+    db_backend: DbBackend, golem_env: GolemEnv, fleet: DevnetThread, golem
 ) -> None:  # type: ignore[no-untyped-def]
     assert_ok(run_golem(golem_env, "vm", "destroy", "web-2", "--yes"))
     # web-1 destroyed behind golem's back: the provider answers 404 for it.
     p0 = fleet.providers[0]
-    vm_name = db_rows(golem_env.db_path)["web-1"]["provider_vm_name"]
+    vm_name = db_rows(golem_env)["web-1"]["provider_vm_name"]
 
     async def delete(_net):  # type: ignore[no-untyped-def]
         import aiohttp
@@ -226,7 +239,7 @@ def test_forget_of_a_vm_the_provider_no_longer_holds(
     result = golem("vm", "forget", "web-1")
     assert_ok(result)
     assert "Forgot web-1" in result.output
-    assert "web-1" not in db_rows(golem_env.db_path)
+    assert "web-1" not in db_rows(golem_env)
 
 
 def test_forget_refuses_when_the_provider_does_not_answer(
@@ -236,9 +249,9 @@ def test_forget_refuses_when_the_provider_does_not_answer(
     result = golem("vm", "forget", "db-1")
     assert result.exit_code == 1, result.output
     assert "Cannot ask provider" in result.output and "--force" in result.output
-    assert "db-1" in db_rows(golem_env.db_path)
+    assert "db-1" in db_rows(golem_env)
     assert_ok(golem("vm", "forget", "db-1", "--force"))
-    assert "db-1" not in db_rows(golem_env.db_path)
+    assert "db-1" not in db_rows(golem_env)
 
 
 def test_names_with_all_change_nothing_not_even_local_state(golem_env: GolemEnv, golem) -> None:  # type: ignore[no-untyped-def]

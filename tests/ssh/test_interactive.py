@@ -65,8 +65,11 @@ def test_interactive_session(terminal: pexpect.spawn, tmp_path: Path) -> None:
         time.sleep(0.2)
     assert size == (b"40", b"132")
 
-    # Raw mode: ^C goes to the remote foreground job, not to golem.
-    child.sendline("sleep 30")
+    # Raw mode: ^C goes to the remote foreground job, not to golem. Sent once the job
+    # runs: a ^C that arrives while bash is still starting it can be lost, and the
+    # sleep then outlasts the expect below (seen under load).
+    child.sendline("sh -c 'echo sleeping; exec sleep 30'")
+    child.expect_exact("sleeping\r\n")
     child.sendcontrol("c")
     child.expect(REMOTE)
     child.sendline("echo still here")

@@ -6,6 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test`. Most tests wait on golem subprocesses and
+# loopback I/O, so more workers than cores pays; PYTEST_WORKERS=0 runs serially.
+# --dist loadfile keeps a test file on one worker, so a module's expensive fixture
+# (test_bulk's 200-VM fleet, the team tests' fleet) is built once, as in a serial run.
+PYTEST_WORKERS ?= 4
+PYTEST_DIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: install system-deps postgresql test demo lint format bench clean cli-docs
 
@@ -47,7 +53,7 @@ postgresql: $(STAMP)
 # instead of skipping it (GOLEM_TEST_REQUIRE_POSTGRESQL, tests/plugins/postgres.py).
 test: $(STAMP) system-deps postgresql
 	GOLEM_TEST_REQUIRE_POSTGRESQL=$$($(PG_BINDIR) >/dev/null 2>&1 && echo 1) \
-	  $(BIN)/python -m pytest $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest $(PYTEST_DIST) $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh

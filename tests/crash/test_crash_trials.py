@@ -6,7 +6,8 @@ every local record explained by what its provider says.
 The kill moment is random (drawn from the trial's seed: after the provider has
 received its k-th request of the command, or after a delay); every check is
 deterministic, because it runs only once every request the provider received
-has been carried out. GOLEM_CRASH_TRIALS=500 runs more (default 50);
+has been carried out. GOLEM_CRASH_TRIALS=500 runs more (default 24: the
+seeds 1000-1023 draw every kill point, which a test below checks);
 GOLEM_CRASH_SEED moves the seeds; GOLEM_CRASH_REPORT=FILE writes the figures as
 JSON. A failing trial prints its seed: `-k 'trial[SEED]'` runs it alone.
 """
@@ -38,8 +39,10 @@ from tests.helpers import SMALL_VM, db_rows
 from tests.support.fleet import create_fleet
 from tests.support.threaded import DevnetThread
 
-TRIALS = int(os.environ.get("GOLEM_CRASH_TRIALS", "50"))
-FIRST_SEED = int(os.environ.get("GOLEM_CRASH_SEED", "1000"))
+DEFAULT_TRIALS = 24
+TRIALS = int(os.environ.get("GOLEM_CRASH_TRIALS", str(DEFAULT_TRIALS)))
+DEFAULT_FIRST_SEED = 1000
+FIRST_SEED = int(os.environ.get("GOLEM_CRASH_SEED", str(DEFAULT_FIRST_SEED)))
 SCENARIOS = ("create", "destroy", "stop")
 # Each request waits this long at the provider: room for a kill between
 # "received" and "answered".
@@ -177,29 +180,70 @@ def _reset(bench: Bench) -> None:
             connection.close()
 
 
-@pytest.mark.parametrize("seed", range(FIRST_SEED, FIRST_SEED + TRIALS), ids=str)
-def test_trial(bench: Bench, seed: int) -> None:
+@dataclass(frozen=True)
+class Plan:
+    """What one trial does, drawn from its seed alone."""
+
+    scenario: str
+    create_on: int  # create: the index of the provider it names
+    count: int  # destroy and stop: VMs made before the command
+    route: str  # the route whose nth request the kill follows...
+    after_request: bool  # ...or else a delay after the start
+    nth: int
+    delay: float
+
+    @property
+    def kill_point(self) -> tuple[str, str]:
+        return (self.scenario, self.route if self.after_request else "delay")
+
+
+def plan(seed: int, providers: int = 3) -> Plan:
     rng = random.Random(seed)
     scenario = rng.choice(SCENARIOS)
-    net = bench.net
-    providers = [p.provider_id for p in net.providers]
-    _reset(bench)
-    prefix = f"t{seed}"
-    count = 0
+    create_on = count = 0
     if scenario == "create":
-        args = ["vm", "create", f"{prefix}-new", "--provider-id", rng.choice(providers),
-                *SMALL_VM, "--wait-timeout", "20"]  # fmt: skip
+        create_on = rng.randrange(providers)
     else:
         count = rng.randint(1, 4)
-        asyncio.run(create_fleet(load_settings(bench.env), providers, count, prefix=prefix))
-        args = ["vm", scenario, "--all"] + (["--yes"] if scenario == "destroy" else [])
     route = rng.choice(KILL_ROUTES[scenario])
     after_request = rng.random() < 0.7  # else: after a random delay
     # create sends one request per route; destroy and stop one per VM.
     nth = 1 if scenario == "create" else rng.randint(1, count)
     delay = rng.uniform(0.0, 1.2)
-    print(f"seed {seed}: {scenario}, kill after "
-          + (f"request {nth} on route {route}" if after_request else f"{delay:.3f} s"))  # fmt: skip
+    return Plan(scenario, create_on, count, route, after_request, nth, delay)
+
+
+def test_the_default_trials_draw_every_kill_point() -> None:
+    """The default run (the one `make test` does) is short; this keeps it covering
+    every kind of kill: each command killed after each of its routes' requests and
+    after a delay, and destroy and stop killed after the last of their requests and
+    after an earlier one."""
+    plans = [plan(seed) for seed in range(DEFAULT_FIRST_SEED, DEFAULT_FIRST_SEED + DEFAULT_TRIALS)]
+    every = {(scenario, route) for scenario in SCENARIOS for route in KILL_ROUTES[scenario]}
+    every |= {(scenario, "delay") for scenario in SCENARIOS}
+    assert {p.kill_point for p in plans} == every
+    for scenario in ("destroy", "stop"):
+        kills = [p for p in plans if p.scenario == scenario and p.after_request]
+        assert any(p.nth == p.count for p in kills), scenario
+        assert any(p.nth < p.count for p in kills), scenario
+
+
+@pytest.mark.parametrize("seed", range(FIRST_SEED, FIRST_SEED + TRIALS), ids=str)
+def test_trial(bench: Bench, seed: int) -> None:
+    trial = plan(seed)
+    scenario, route, nth, delay = trial.scenario, trial.route, trial.nth, trial.delay
+    net = bench.net
+    providers = [p.provider_id for p in net.providers]
+    _reset(bench)
+    prefix = f"t{seed}"
+    if scenario == "create":
+        args = ["vm", "create", f"{prefix}-new", "--provider-id", providers[trial.create_on],
+                *SMALL_VM, "--wait-timeout", "20"]  # fmt: skip
+    else:
+        asyncio.run(create_fleet(load_settings(bench.env), providers, trial.count, prefix=prefix))
+        args = ["vm", scenario, "--all"] + (["--yes"] if scenario == "destroy" else [])
+    moment = f"request {nth} on route {route}" if trial.after_request else f"{delay:.3f} s"
+    print(f"seed {seed}: {scenario}, kill after {moment}")
 
     since = _last_seq(net)
     process = subprocess.Popen(
@@ -209,7 +253,7 @@ def test_trial(bench: Bench, seed: int) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        if after_request:
+        if trial.after_request:
             _wait_for_nth(net, since, route, nth)
         else:
             time.sleep(delay)  # the kill moment itself is what is random here

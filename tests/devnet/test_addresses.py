@@ -40,3 +40,36 @@ def test_provider_specs_are_readable_and_varied() -> None:
         (16, 32, 160),
     ]
     assert specs[0].api_url == "http://127.0.0.11:7466/api/v1"
+
+
+def _block(address: str) -> int:
+    """The /24 an address is in, counted from 127.1.0.0/24."""
+    second, third = (int(part) for part in address.split(".")[1:3])
+    return (second - 1) * 256 + third
+
+
+def test_xdist_workers_draw_from_disjoint_address_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers of one parallel run never start devnets on the same addresses, also
+    when a devnet of 1000 providers spills past its first /24."""
+    from tests.support.threaded import random_base_address
+
+    thousand = provider_addresses("127.1.0.11", 1000)
+    spill = _block(thousand[-1]) - _block(thousand[0])  # the /24s after the first
+    workers = 4
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", str(workers))
+    used: dict[int, set[int]] = {}
+    for index in range(workers):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{index}")
+        used[index] = set()
+        for _ in range(2000):
+            base = random_base_address()
+            assert base.endswith(".11") and not base.startswith("127.0.")
+            used[index].update(range(_block(base), _block(base) + spill + 1))
+    for index in range(workers):
+        others = set().union(*(used[other] for other in range(workers) if other != index))
+        assert used[index].isdisjoint(others)
+    # Without xdist one process draws from every block.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER_COUNT")
+    drawn = {_block(random_base_address()) for _ in range(500)}
+    assert max(drawn) > 3 * 254 * 256 // 4

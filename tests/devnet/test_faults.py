@@ -28,13 +28,15 @@ async def _get(url: str, timeout: aiohttp.ClientTimeout = FAST) -> tuple[int, An
 
 async def test_latency(devnet: DevnetThread) -> None:
     target, other = devnet.providers[0], devnet.providers[1]
-    devnet.set_faults(target.provider_id, latency_ms=400)
+    devnet.set_faults(target.provider_id, latency_ms=1000)
     started = time.monotonic()
     assert (await _get(f"{target.api_url}/vms"))[0] == 200
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 1.0
+    # Not delayed by the other provider's latency. The bound is that latency, not a
+    # guess at how fast an answer is: the suite runs on busy machines, in parallel.
     started = time.monotonic()
     await _get(f"{other.api_url}/vms")
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 1.0
 
 
 async def test_error_rate(devnet: DevnetThread) -> None:

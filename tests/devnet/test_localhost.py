@@ -14,6 +14,7 @@ prints, so a developer's own ``golem devnet up`` does not get in the way; that
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -22,7 +23,9 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,17 @@ def _dev_env_file_variables() -> dict[str, str]:
 
 
 LOCALHOST_API = "127.0.0.1:7466"
+# Taken by each test that needs 127.0.0.1:7466 for itself: the suite runs on several
+# pytest-xdist workers, and other checkouts' suites may run on this machine too.
+LOCALHOST_API_LOCK = Path(tempfile.gettempdir()) / "golem-tests-127.0.0.1-7466.lock"
+
+
+@pytest.fixture
+def localhost_api() -> Iterator[None]:
+    """127.0.0.1:7466 for this test alone among the test runs that take this lock."""
+    with LOCALHOST_API_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _start_localhost_devnet(
@@ -114,6 +128,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=10)
 
 
+@pytest.mark.usefixtures("localhost_api")
 def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path: Path) -> None:
     dev = _dev_env_file_variables()
     assert dev["GOLEM_REQUESTOR_ENVIRONMENT"] == "development"
@@ -155,6 +170,7 @@ def test_dev_env_file_talks_to_a_localhost_devnet(golem_env: GolemEnv, tmp_path:
     assert process.returncode == 0
 
 
+@pytest.mark.usefixtures("localhost_api")
 def test_a_taken_localhost_port_fails_the_test_clearly(golem_env: GolemEnv, tmp_path: Path) -> None:
     # Hold 127.0.0.1:7466 (if something else already does, that is the same case).
     with socket.socket() as holder:

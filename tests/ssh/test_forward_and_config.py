@@ -69,25 +69,26 @@ def test_forward_carries_a_tcp_echo_until_ctrl_c(world: World, echo_server: int)
 
 
 def test_forward_reports_a_connection_the_vm_cannot_open(world: World) -> None:
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()  # nothing listens there now
-    process = subprocess.Popen(
-        [str(GOLEM), "vm", "forward", "vm1", f"0:{port}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=world.env,
-    )
-    try:
-        assert process.stdout is not None
-        host, local = process.stdout.readline().decode().strip().rsplit(":", 1)
-        with socket.create_connection((host, int(local)), timeout=10) as conn:
-            conn.settimeout(10)
-            assert conn.recv(100) == b""  # closed on us
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=15)
+    # Bound but not listening: connections are refused, and no other process (a
+    # parallel test's server) can take the port while the test runs.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        process = subprocess.Popen(
+            [str(GOLEM), "vm", "forward", "vm1", f"0:{port}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=world.env,
+        )
+        try:
+            assert process.stdout is not None
+            host, local = process.stdout.readline().decode().strip().rsplit(":", 1)
+            with socket.create_connection((host, int(local)), timeout=10) as conn:
+                conn.settimeout(10)
+                assert conn.recv(100) == b""  # closed on us
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=15)
     lines = err.decode().splitlines()
     failed = [line for line in lines if "open failed" in line]
     assert len(failed) == 1, lines

@@ -42,17 +42,18 @@ def test_a_copy_marks_the_vm_running(world: World, tmp_path) -> None:  # type: i
 
 def test_a_refused_ssh_port_does_not_change_the_status_silently(world: World) -> None:
     row = world.row("vm1")
-    with socket.socket() as probe:  # a loopback port with nothing listening
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    world.set_column("vm1", "status", "unreachable")
-    world.set_column("vm1", "ssh_port", closed_port)
-    try:
-        result = world.golem("vm", "ssh", "vm1", "--no-wait", "--", "true")
-        assert result.returncode == 1
-        assert b"Error:" in result.stderr
-        # The provider still says running, but SSH did not let us in: no change.
-        assert world.row("vm1")["status"] == "unreachable"
-    finally:
-        world.set_column("vm1", "ssh_port", row["ssh_port"])
-        world.set_column("vm1", "status", "running")
+    # Bound but not listening: connections are refused, and no other process (a
+    # parallel test's server) can take the port while the test runs.
+    with socket.socket() as closed:
+        closed.bind((str(row["ssh_host"]), 0))
+        world.set_column("vm1", "status", "unreachable")
+        world.set_column("vm1", "ssh_port", closed.getsockname()[1])
+        try:
+            result = world.golem("vm", "ssh", "vm1", "--no-wait", "--", "true")
+            assert result.returncode == 1
+            assert b"Error:" in result.stderr
+            # The provider still says running, but SSH did not let us in: no change.
+            assert world.row("vm1")["status"] == "unreachable"
+        finally:
+            world.set_column("vm1", "ssh_port", row["ssh_port"])
+            world.set_column("vm1", "status", "running")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,12 +36,29 @@ _START_ATTEMPTS = 8
 ProviderRef = int | str
 
 
+# The /24 blocks random_base_address draws from: 127.1.0.0/24 to 127.254.255.0/24.
+_BLOCKS = 254 * 256
+# Blocks kept free after each draw: a devnet of many providers spills past its first
+# /24 (1000 providers fill four), and must not spill into another worker's share.
+_SPILL_BLOCKS = 8
+
+
 def random_base_address() -> str:
     """A first-provider address in a random 127.x.y.0/24, so parallel runs do not collide.
 
-    127.0.0.x is left to the ``golem devnet up`` a developer may have running.
+    127.0.0.x is left to the ``golem devnet up`` a developer may have running. Under
+    pytest-xdist each worker draws from its own share of the blocks (by its
+    ``PYTEST_XDIST_WORKER`` number), so two workers of one run never pick the same
+    addresses: a test that stops a provider and sees its port refuse cannot meet
+    another worker's provider there. Other runs on the machine may still pick a
+    taken block; ``DevnetThread`` then draws again.
     """
-    return f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.11"
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...
+    share = _BLOCKS // workers
+    block = int(worker.removeprefix("gw")) * share + random.randrange(share - _SPILL_BLOCKS)
+    second, third = divmod(block, 256)
+    return f"127.{second + 1}.{third}.11"
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+WORKER = Path(__file__).with_name("concurrent_worker.py")
 
 # The earlier requestor's table, exactly as it created it.
 LEGACY_SCHEMA = """
@@ -89,3 +94,74 @@ async def alembic(path: Path | str, action: str, target: str) -> None:
             await connection.commit()
     finally:
         await engine.dispose()
+
+
+def reflect_schema(connection: Any) -> dict[str, Any]:
+    """Everything SQLAlchemy can reflect about our tables (CHECKs included), through
+    a synchronous connection of either dialect."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(connection)
+    schema: dict[str, Any] = {}
+    for table in sorted(inspector.get_table_names()):
+        if table == "alembic_version":
+            continue
+        schema[table] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(table)
+            ],
+            "pk": inspector.get_pk_constraint(table),
+            "fks": inspector.get_foreign_keys(table),
+            "uniques": sorted(
+                (u["name"], tuple(u["column_names"]))
+                for u in inspector.get_unique_constraints(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), i["unique"])
+                for i in inspector.get_indexes(table)
+            ),
+            "checks": sorted(
+                (c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)
+            ),
+        }
+    return schema
+
+
+def race_workers(
+    location: str, workers: int, rounds: int, signals: Path, env: dict[str, str]
+) -> list[tuple[str, str]]:
+    """Start ``workers`` concurrent_worker.py processes on one (fresh) database, let
+    them go at once when every one is ready (a file each in ``signals``), and
+    return their (stdout, stderr); fails when one exits non-zero or writes to stderr."""
+    signals.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), location, str(worker), str(rounds), str(signals)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,  # PYTHONPATH with the repo and the loopback-only network guard
+        )
+        for worker in range(workers)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(signals.glob("ready-*"))) < workers:
+            assert time.monotonic() < deadline, "workers did not start"
+            assert all(p.poll() is None for p in procs), "a worker died before the start"
+            time.sleep(0.02)  # polls the ready files, the event itself
+        (signals / "go").touch()
+        outputs = [p.communicate(timeout=90) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    failures = [
+        f"worker {i} exited {p.returncode}:\n{err}"
+        for i, (p, (_out, err)) in enumerate(zip(procs, outputs, strict=True))
+        if p.returncode != 0 or err.strip()
+    ]
+    assert failures == []
+    return outputs

@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, select
 
 from requestor.db.engine import Database
 from requestor.db.lean import VM_COLUMNS
@@ -26,7 +26,7 @@ from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS, migrations_dir
 from requestor.db.models import VM, Base, Provider, VMStatus
 from requestor.errors import StateError
 from tests.conftest import GolemEnv
-from tests.db import alembic, query, snapshot, tables
+from tests.db import alembic, query, reflect_schema, snapshot, tables
 
 TEAM_COLUMNS = {
     "created_by_user",
@@ -63,31 +63,8 @@ def schema_of(path: Path) -> dict[str, Any]:
     """Everything SQLAlchemy can reflect about our tables (CHECKs included)."""
     engine = create_engine(f"sqlite:///{path}")
     try:
-        inspector = inspect(engine)
-        schema: dict[str, Any] = {}
-        for table in sorted(inspector.get_table_names()):
-            if table == "alembic_version":
-                continue
-            schema[table] = {
-                "columns": [
-                    (c["name"], str(c["type"]), c["nullable"], c.get("default"))
-                    for c in inspector.get_columns(table)
-                ],
-                "pk": inspector.get_pk_constraint(table),
-                "fks": inspector.get_foreign_keys(table),
-                "uniques": sorted(
-                    (u["name"], tuple(u["column_names"]))
-                    for u in inspector.get_unique_constraints(table)
-                ),
-                "indexes": sorted(
-                    (i["name"], tuple(i["column_names"]), i["unique"])
-                    for i in inspector.get_indexes(table)
-                ),
-                "checks": sorted(
-                    (c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)
-                ),
-            }
-        return schema
+        with engine.connect() as connection:
+            return reflect_schema(connection)
     finally:
         engine.dispose()
 

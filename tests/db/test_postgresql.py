@@ -12,7 +12,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,15 @@ from urllib.parse import urlsplit
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 
 from requestor.db.engine import Database
 from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS
 from requestor.db.models import Base, VMStatus
 from requestor.errors import StateError
 from tests.conftest import GolemEnv, run_golem
-from tests.db import alembic
-from tests.db.test_concurrency import ROUNDS, WORKER
+from tests.db import alembic, race_workers, reflect_schema
+from tests.db.test_concurrency import ROUNDS
 
 # Fewer than the SQLite race's twenty: each process costs ~1 s of start-up on two
 # cores, and eight already contend on the first migration and every write.
@@ -94,37 +93,10 @@ async def schema_of(url: str) -> dict[str, Any]:
     """What SQLAlchemy reflects of every table (CHECKs included), via the async engine."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    def reflect(connection: Any) -> dict[str, Any]:
-        inspector = inspect(connection)
-        schema: dict[str, Any] = {}
-        for table in sorted(inspector.get_table_names()):
-            if table == "alembic_version":
-                continue
-            schema[table] = {
-                "columns": [
-                    (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
-                    for c in inspector.get_columns(table)
-                ],
-                "pk": inspector.get_pk_constraint(table),
-                "fks": inspector.get_foreign_keys(table),
-                "uniques": sorted(
-                    (u["name"], tuple(u["column_names"]))
-                    for u in inspector.get_unique_constraints(table)
-                ),
-                "indexes": sorted(
-                    (i["name"], tuple(i["column_names"]), i["unique"])
-                    for i in inspector.get_indexes(table)
-                ),
-                "checks": sorted(
-                    (c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)
-                ),
-            }
-        return schema
-
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(reflect)
+            return await connection.run_sync(reflect_schema)
     finally:
         await engine.dispose()
 
@@ -238,37 +210,7 @@ def test_processes_racing_on_a_fresh_database_lose_nothing(
     """The SQLite race of test_concurrency.py on PostgreSQL: the first migration is
     serialised by the advisory lock, and writes lose no read-modify-write update
     (under READ COMMITTED alone, the shared counter would come out short)."""
-    signals = tmp_path / "signals"
-    signals.mkdir()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), pg_url, str(worker), str(ROUNDS), str(signals)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=golem_env.env,
-        )
-        for worker in range(WORKERS)
-    ]
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(signals.glob("ready-*"))) < WORKERS:
-            assert time.monotonic() < deadline, "workers did not start"
-            assert all(p.poll() is None for p in procs), "a worker died before the start"
-            time.sleep(0.02)
-        (signals / "go").touch()
-        outputs = [p.communicate(timeout=90) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    failures = [
-        f"worker {i} exited {p.returncode}:\n{err}"
-        for i, (p, (_out, err)) in enumerate(zip(procs, outputs, strict=True))
-        if p.returncode != 0 or err.strip()
-    ]
-    assert failures == []
+    outputs = race_workers(pg_url, WORKERS, ROUNDS, tmp_path / "signals", golem_env.env)
     assert sorted(json.loads(out)["worker"] for out, _err in outputs) == list(range(WORKERS))
     names = {row[0] for row in pg_rows(pg_url, "SELECT name FROM vms")}
     expected = {f"w{w:02d}-{i:03d}" for w in range(WORKERS) for i in range(ROUNDS)}

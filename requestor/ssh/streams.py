@@ -83,9 +83,11 @@ class StdinReader:
                 data = os.read(self.fd, CHUNK)
             except OSError:
                 data = b""
+            put = queue.put(data)
             try:
-                asyncio.run_coroutine_threadsafe(queue.put(data), self._loop).result()
+                asyncio.run_coroutine_threadsafe(put, self._loop).result()
             except Exception:  # the loop is closed or the put was cancelled
+                put.close()  # never started on a closed loop: no "never awaited" warning
                 return  # nobody wants the data any more
             if not data:
                 return

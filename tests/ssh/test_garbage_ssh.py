@@ -12,7 +12,13 @@ import pytest
 
 from tests.ssh.conftest import World
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(240)
+
+# One bounded attempt, not a wait for SSH to come up (180 s by default): ~6 s by
+# design, ~14 s for the re-pin (its 10 s handshake, then the 3 s diagnosis). The
+# rest is margin for a busy machine, where the golem process waits for a CPU: the
+# suite runs on parallel workers, and a re-pin took 27 s at a load of 8.6 on 2 cores.
+ONE_ATTEMPT_S = 45
 
 REASONS = {
     "non-ascii": "its SSH port sent a version line that is not ASCII",
@@ -57,8 +63,7 @@ def test_every_ssh_command_names_the_vm_and_the_fault(
             f"Error: Unable to establish SSH connection to VM vm2: {REASONS[garbage]}"
         ), (args, stderr)
         assert lines[1].startswith("Solution: "), (args, stderr)
-        # One bounded attempt (10 s at most for the re-pin's handshake).
-        assert elapsed < 25, (args, elapsed)
+        assert elapsed < ONE_ATTEMPT_S, (args, elapsed)
     # The pin is untouched: the garbage server could not replace it.
     world.net.clear_faults(world.vms["vm2"])
     world.ok("vm", "ssh", "vm2", "--no-wait", "--", "true")

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from requestor.cli import complete
 from requestor.cli.context import AppContext
-from requestor.cli.params import json_option
+from requestor.cli.params import json_option, vm_selection
 from requestor.cli.vm import SELECTION_HELP, run_with_services
 from requestor.errors import GolemError
 
@@ -34,24 +33,13 @@ Whose key:
 
 def _grant_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.argument("names", nargs=-1, shell_complete=complete.vm_names),
-        click.option(
-            "--all", "all_vms", is_flag=True, help="Every VM in local state (not with names)."
-        ),
-        click.option(
-            "--provider",
-            "provider_id",
-            metavar="ID",
-            shell_complete=complete.provider_ids,
-            help="Only VMs on this provider (narrows names too).",
-        ),
         click.option("--key", metavar="PUBKEY", help="A public key line, or a .pub file."),
         click.option("--user", metavar="USER", help="Every key recorded for this user."),
         json_option("One object per VM (docs/json.md)."),
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return vm_selection(func)
 
 
 def _change(

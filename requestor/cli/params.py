@@ -63,3 +63,26 @@ def json_option(help: str = "Machine-readable output only (docs/json.md).") -> C
 def quiet_option(help: str) -> Callable[..., Any]:
     """-q/--quiet on the listing commands: names only, one a line, for a pipe."""
     return click.option("-q", "--quiet", is_flag=True, help=help)
+
+
+def vm_selection(func: Callable[..., Any]) -> Callable[..., Any]:
+    """NAME... plus --all and --provider ID: the one selection grammar of every
+    command that acts on VMs (services/actions.py select_vms)."""
+    from requestor.cli import complete
+
+    options = [
+        click.argument("names", nargs=-1, shell_complete=complete.vm_names),
+        click.option(
+            "--all", "all_vms", is_flag=True, help="Every VM in local state (not with names)."
+        ),
+        click.option(
+            "--provider",
+            "provider_id",
+            metavar="ID",
+            shell_complete=complete.provider_ids,
+            help="Only VMs on this provider (narrows names too).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

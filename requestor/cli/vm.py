@@ -15,7 +15,13 @@ import click
 from requestor.cli import complete
 from requestor.cli.context import AppContext
 from requestor.cli.lazy import LazyGroup
-from requestor.cli.params import Seconds, json_option, quiet_option, wait_timeout_option
+from requestor.cli.params import (
+    Seconds,
+    json_option,
+    quiet_option,
+    vm_selection,
+    wait_timeout_option,
+)
 from requestor.errors import Declined, GolemError, InputError
 from requestor.status import VMStatus
 
@@ -521,17 +527,6 @@ A selection that matches nothing is an error (exit 2), and nothing is done.
 
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.argument("names", nargs=-1, shell_complete=complete.vm_names),
-        click.option(
-            "--all", "all_vms", is_flag=True, help="Every VM in local state (not with names)."
-        ),
-        click.option(
-            "--provider",
-            "provider_id",
-            metavar="ID",
-            shell_complete=complete.provider_ids,
-            help="Only VMs on this provider (narrows names too).",
-        ),
         click.option(
             "--concurrency",
             type=click.IntRange(1, 500),
@@ -549,7 +544,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return vm_selection(func)
 
 
 def _act(

@@ -74,11 +74,8 @@ def read(db_path: Path, name: str | None = None) -> Snapshot | None:
     if not db_path.is_file():
         return None
     make_private(db_path)  # the common command is a read: tighten here too
-    try:
-        connection = sqlite3.connect(
-            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
-        )
-    except sqlite3.Error:
+    connection = _open_read_only(db_path)
+    if connection is None:
         return None
     try:
         # One read transaction: the rows and the revision are one snapshot.
@@ -112,16 +109,22 @@ def _typed(row: tuple[Any, ...]) -> dict[str, Any]:
     return values
 
 
+def _open_read_only(db_path: Path) -> sqlite3.Connection | None:
+    try:
+        return sqlite3.connect(
+            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error:
+        return None
+
+
 def can_start(db_path: Path, ip_address: str) -> bool | None:
     """Whether the provider at ``ip_address`` can start a stopped VM, as golem last
     detected it (``provider_capabilities``, any age); None when not known."""
     if not db_path.is_file():
         return None
-    try:
-        connection = sqlite3.connect(
-            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
-        )
-    except sqlite3.Error:
+    connection = _open_read_only(db_path)
+    if connection is None:
         return None
     try:
         row = connection.execute(
@@ -137,11 +140,8 @@ def can_start(db_path: Path, ip_address: str) -> bool | None:
 def grants(db_path: Path, vm_id: int) -> list[tuple[str, str, str | None, str]] | None:
     """(fingerprint, public key, user, granted by) of each key granted on VM
     ``vm_id``; None when the file cannot be read this way (use the ORM path)."""
-    try:
-        connection = sqlite3.connect(
-            db_path.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
-        )
-    except sqlite3.Error:
+    connection = _open_read_only(db_path)
+    if connection is None:
         return None
     try:
         rows = connection.execute(

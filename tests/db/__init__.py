@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Any
 
 WORKER = Path(__file__).with_name("concurrent_worker.py")
+# Every table of the schema at head.
+APP_TABLES = {
+    "alembic_version",
+    "providers",
+    "vms",
+    "legacy_rejected_vms",
+    "provider_capabilities",
+    "user_keys",
+    "vm_grants",
+}
 
 # The earlier requestor's table, exactly as it created it.
 LEGACY_SCHEMA = """

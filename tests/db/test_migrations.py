@@ -26,7 +26,7 @@ from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS, migrations_dir
 from requestor.db.models import VM, Base, Provider, VMStatus
 from requestor.errors import StateError
 from tests.conftest import GolemEnv
-from tests.db import alembic, query, reflect_schema, snapshot, tables
+from tests.db import APP_TABLES, alembic, query, reflect_schema, snapshot, tables
 
 TEAM_COLUMNS = {
     "created_by_user",
@@ -35,15 +35,6 @@ TEAM_COLUMNS = {
     "last_action",
     "last_action_at",
     "ssh_public_key",
-}
-APP_TABLES = {
-    "alembic_version",
-    "providers",
-    "vms",
-    "legacy_rejected_vms",
-    "provider_capabilities",
-    "user_keys",
-    "vm_grants",
 }
 
 

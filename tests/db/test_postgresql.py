@@ -27,7 +27,7 @@ from requestor.db.migrate import HEAD_REVISION, KNOWN_REVISIONS
 from requestor.db.models import Base, VMStatus
 from requestor.errors import StateError
 from tests.conftest import GolemEnv, run_golem
-from tests.db import alembic, race_workers, reflect_schema
+from tests.db import APP_TABLES, alembic, race_workers, reflect_schema
 from tests.db.test_concurrency import ROUNDS
 
 # Fewer than the SQLite race's twenty: each process costs ~1 s of start-up on two
@@ -35,16 +35,6 @@ from tests.db.test_concurrency import ROUNDS
 WORKERS = 8
 
 pytestmark = pytest.mark.postgresql
-
-APP_TABLES = {
-    "alembic_version",
-    "providers",
-    "vms",
-    "legacy_rejected_vms",
-    "provider_capabilities",
-    "user_keys",
-    "vm_grants",
-}
 
 
 def pg_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
